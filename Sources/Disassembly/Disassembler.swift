@@ -1,0 +1,41 @@
+import CCapstone
+
+/// x86-64 disassembly through Capstone, with no Capstone type in the API.
+public struct Instruction: Equatable, Sendable, CustomStringConvertible {
+    public var address: UInt64
+    public var bytes: [UInt8]
+    public var mnemonic: String
+    public var operands: String
+    public var description: String { operands.isEmpty ? mnemonic : "\(mnemonic) \(operands)" }
+    /// True for instructions that touch xmm/ymm/zmm or are SSE/AVX encoded:
+    /// they raise #UD in the kexec entry state (CR4.OSFXSR clear).
+    public var usesVectorRegisters: Bool {
+        let text = description
+        return text.contains("xmm") || text.contains("ymm") || text.contains("zmm")
+    }
+}
+
+public final class Disassembler {
+    private var handle: csh = 0
+
+    public init?() {
+        guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return nil }
+    }
+
+    deinit { cs_close(&handle) }
+
+    /// Up to `limit` instructions decoded from `bytes` located at `address`; stops at the first undecodable byte.
+    public func decode(_ bytes: [UInt8], at address: UInt64, limit: Int = 0) -> [Instruction] {
+        var insns: UnsafeMutablePointer<cs_insn>?
+        let count = bytes.withUnsafeBufferPointer { cs_disasm(handle, $0.baseAddress, $0.count, address, limit, &insns) }
+        guard count > 0, let insns else { return [] }
+        defer { cs_free(insns, count) }
+        return (0 ..< count).map { i in
+            var insn = insns[i]
+            let raw = withUnsafeBytes(of: &insn.bytes) { Array($0.prefix(Int(insn.size))) }
+            let mnemonic = withUnsafeBytes(of: &insn.mnemonic) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let operands = withUnsafeBytes(of: &insn.op_str) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            return Instruction(address: insn.address, bytes: raw, mnemonic: mnemonic, operands: operands)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import ELF
+
+/// Which rule picks the purgatory's entry point (see kexec-purgatory-facts §2).
+public enum EntryRule: String, CaseIterable, Sendable {
+    /// Newer kernels: the global `purgatory_start` if it lies inside an executable section.
+    case symbol
+    /// Older kernels: the first executable section containing e_entry; a second one trips WARN_ON.
+    case eEntry = "e_entry"
+}
+
+/// The kexec_file_load purgatory loader, phase by phase as in kernel/kexec_file.c:
+/// size the buffer (`setupBuffer`), place it (the caller's address, checked by
+/// `checkPlacement`), give sections their new addresses and find the entry
+/// (`setupSectionHeaders`), then apply relocations (`applyRelocations`).
+public struct KexecFileLoader: Sendable {
+    public let file: ELFFile
+    public let entryRule: EntryRule
+    /// kexec_add_buffer's lower bound for the purgatory on x86-64.
+    public static let minimumAddress: UInt64 = 0x3000
+
+    public init(file: ELFFile, entryRule: EntryRule = .symbol) {
+        self.file = file
+        self.entryRule = entryRule
+    }
+
+    /// The sections the kernel walks: the first e_shnum headers, exactly as written.
+    var kernelSections: ArraySlice<SectionHeader> { file.sections.prefix(Int(file.header.shnum)) }
+    var shnum: Int { Int(file.header.shnum) }
+
+    /// Phase 1, kexec_purgatory_setup_kbuf.
+    public func setupBuffer() -> BufferLayout { BufferLayout.compute(kernelSections) }
+
+    /// Loads the purgatory for a buffer placed at `address`.
+    public func load(at address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
+        guard file.header.fileType == .relocatable else {
+            throw .malformed(ELFError(file: file.name, structure: "ELF header",
+                reason: "e_type \(file.header.type) is not ET_REL: the kexec_file loader takes a relocatable purgatory.ro"))
+        }
+        let layout = setupBuffer()
+        do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
+        var loaded = try setupSectionHeaders(layout: layout, address: address)
+        try applyRelocations(&loaded)
+        return loaded
+    }
+
+    /// The caller chose the address; make sure the kernel could have chosen it.
+    func checkPlacement(_ address: UInt64, _ layout: BufferLayout) throws(ELFError) {
+        let what = "load address \(hex(address))"
+        guard address % layout.bufAlign == 0 else {
+            throw ELFError(file: file.name, structure: what,
+                           reason: "not aligned to the purgatory's buf_align \(hex(layout.bufAlign))")
+        }
+        guard address >= KexecFileLoader.minimumAddress else {
+            throw ELFError(file: file.name, structure: what, reason: "below the kernel's minimum 0x3000 for the purgatory")
+        }
+        guard address.addingReportingOverflow(layout.segmentSize).overflow == false else {
+            throw ELFError(file: file.name, structure: what,
+                           reason: "the \(hex(layout.segmentSize))-byte segment would wrap past the top of the address space")
+        }
+    }
+
+    /// Phase 2, kexec_purgatory_setup_sechdrs: copy sections into the buffer, assign
+    /// their new addresses, and find the entry point.
+    func setupSectionHeaders(layout: BufferLayout, address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
+        var sections = Array(file.sections)
+        var buffer = [UInt8](repeating: 0, count: Int(layout.bufsz))
+        var diagnostics: [Diagnostic] = []
+        let eEntry = file.header.entry
+        var start = eEntry
+        var entrySections: [Int] = []
+        var offset: UInt64 = 0
+        var bssAddress = address &+ layout.bufsz
+
+        for index in kernelSections.indices where sections[index].isAlloc {
+            let original = sections[index]
+            let align = original.addralign
+            if original.isNobits {
+                bssAddress = kernelAlign(bssAddress, align)
+                sections[index].addr = bssAddress
+                bssAddress &+= original.size
+                continue
+            }
+            offset = kernelAlign(offset, align)
+            if original.isExecutable, eEntry >= original.addr, eEntry < original.addr &+ original.size {
+                entrySections.append(index)
+                if start == eEntry { start = start &- original.addr &+ address &+ offset }
+            }
+            guard offset <= layout.bufsz, original.size <= layout.bufsz - offset else {
+                throw .refused(.unchecked("section \(original.label) (\(hex(original.size)) bytes at buffer offset \(hex(offset))) does not fit the \(hex(layout.bufsz))-byte buffer; sh_addralign 0 makes the kernel's ALIGN() return 0"))
+            }
+            let data = file.contents(of: original)
+            buffer.replaceSubrange(Int(offset) ..< Int(offset) + data.count, with: data)
+            sections[index].addr = address &+ offset
+            sections[index].offset = offset
+            offset &+= original.size
+        }
+
+        let names = entrySections.map { sections[$0].name }
+        if entrySections.count > 1 {
+            let message = "WARN_ON in kexec_purgatory_setup_sechdrs: e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")); the first one, \(names[0]), sets the entry"
+            diagnostics.append(Diagnostic(kind: entryRule == .eEntry ? .kernelWarning : .lint,
+                                          message: entryRule == .eEntry ? message : "with the e_entry rule: " + message))
+        }
+
+        var loaded = LoadedPurgatory(file: file, layout: layout, loadAddress: address, buffer: buffer,
+                                     sections: sections, entry: start, entrySource: "", diagnostics: diagnostics)
+        let fromEEntry = entrySections.first.map { "e_entry \(hex(eEntry)) in \(sections[$0].name)" }
+            ?? "e_entry \(hex(eEntry)) unrelocated: no executable section contains it"
+        loaded.entrySource = fromEEntry
+        if entryRule == .symbol, let symbol = loaded.findSymbol("purgatory_start") {
+            let section = sections[Int(symbol.shndx)]
+            if section.isExecutable, symbol.value < section.size {
+                loaded.entry = section.addr &+ symbol.value
+                loaded.entrySource = "purgatory_start in \(section.name)"
+            }
+        }
+        return loaded
+    }
+
+    /// Phase 3, kexec_apply_relocations and arch_kexec_apply_relocations_add.
+    func applyRelocations(_ loaded: inout LoadedPurgatory) throws(LoadFailure) {
+        for relocationSection in kernelSections {
+            guard relocationSection.type == ELFConstant.shtRela || relocationSection.type == ELFConstant.shtRel else { continue }
+            guard Int(relocationSection.info) < shnum, Int(relocationSection.link) < shnum else {
+                throw .refused(.silent("-ENOEXEC", "relocation section \(relocationSection.label): sh_info \(relocationSection.info) or sh_link \(relocationSection.link) is not below e_shnum \(shnum)"))
+            }
+            let target = loaded.sections[Int(relocationSection.info)]
+            guard target.isAlloc else { continue }
+            guard relocationSection.type == ELFConstant.shtRela else {
+                throw .refused(.kexec("REL relocation unsupported."))
+            }
+            try applyRela(relocationSection, to: target, in: &loaded)
+        }
+    }
+
+    private func applyRela(_ relocationSection: SectionHeader, to target: SectionHeader,
+                           in loaded: inout LoadedPurgatory) throws(LoadFailure) {
+        let symtab = file.sections[Int(relocationSection.link)]
+        let what = "relocation section \(relocationSection.label)"
+        let symbols: [Symbol], relocations: [Relocation]
+        do throws(ELFError) {
+            symbols = try file.symbols(in: symtab)
+            relocations = try file.relocations(in: relocationSection)
+        } catch { throw .malformed(error) }
+        for relocation in relocations {
+            guard relocation.symbolIndex < symbols.count else {
+                throw .malformed(ELFError(file: file.name, structure: "\(what) entry \(relocation.index)",
+                    reason: "symbol index \(relocation.symbolIndex) is outside \(symtab.label) (\(symbols.count) symbols)"))
+            }
+            let symbol = symbols[relocation.symbolIndex]
+            let base = try loaded.relocationBase(of: symbol).get()
+            let value = symbol.value &+ base &+ UInt64(bitPattern: relocation.addend)
+            let place = target.addr &+ relocation.offset
+            let patch: [UInt8]
+            switch X86_64Relocator.apply(type: relocation.type, value: value, place: place) {
+            case .failure(let refusal): throw .refused(refusal)
+            case .success(let bytes): patch = bytes
+            }
+            guard !patch.isEmpty else { continue }
+            let end = relocation.offset.addingReportingOverflow(UInt64(patch.count))
+            guard !target.isNobits, !end.overflow, end.partialValue <= target.size else {
+                throw .malformed(ELFError(file: file.name, structure: "\(what) entry \(relocation.index)",
+                    reason: "\(X86_64Relocation.name(relocation.type)) at r_offset \(hex(relocation.offset)) writes outside \(target.label) (\(hex(target.size)) bytes\(target.isNobits ? ", SHT_NOBITS" : ""))"))
+            }
+            let at = Int(target.offset + relocation.offset)
+            loaded.buffer.replaceSubrange(at ..< at + patch.count, with: patch)
+        }
+    }
+}

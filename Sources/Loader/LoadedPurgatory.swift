@@ -1,0 +1,151 @@
+import ELF
+
+/// A purgatory laid out and relocated for one load address: the bytes the kernel
+/// would copy into the segment, the section headers with their new addresses,
+/// and the entry point. Symbol access follows kexec_purgatory_get_set_symbol.
+public struct LoadedPurgatory: Sendable {
+    public let file: ELFFile
+    public let layout: BufferLayout
+    public let loadAddress: UInt64
+    /// `layout.bufsz` bytes; the `bssSize` bytes after them (and the page tail) are zero in the segment.
+    public internal(set) var buffer: [UInt8]
+    /// Copies of the section headers: SHF_ALLOC ones carry their new sh_addr (and,
+    /// for PROGBITS, sh_offset relative to the buffer), as in the kernel's pi->sechdrs.
+    public let sections: [SectionHeader]
+    public internal(set) var entry: UInt64
+    /// How the entry was chosen, for reports ("purgatory_start in .text").
+    public internal(set) var entrySource: String
+    public internal(set) var diagnostics: [Diagnostic]
+
+    var shnum: Int { Int(file.header.shnum) }
+
+    /// kexec_purgatory_find_symbol: the first STB_GLOBAL symbol of that name in any
+    /// SHT_SYMTAB; nil if there is none or if it is undefined or has a bad section index.
+    public func findSymbol(_ name: String) -> Symbol? {
+        for table in sections.prefix(shnum) where table.type == ELFConstant.shtSymtab {
+            guard Int(table.link) < shnum, let symbols = try? file.symbols(in: table) else { continue }
+            for symbol in symbols where symbol.isGlobal && symbol.name == name {
+                if symbol.shndx == ELFConstant.shnUndef || Int(symbol.shndx) >= shnum { return nil }
+                return symbol
+            }
+        }
+        return nil
+    }
+
+    /// kexec_purgatory_get_symbol_addr: section's new address plus st_value.
+    public func symbolAddress(_ name: String) -> UInt64? {
+        findSymbol(name).map { sections[Int($0.shndx)].addr &+ $0.value }
+    }
+
+    /// kexec_purgatory_get_set_symbol with get_value = true.
+    public func getSymbol(_ name: String, size: Int) throws(LoadFailure) -> [UInt8] {
+        let range = try symbolBytes(name, size: size, verb: "get")
+        return Array(buffer[range])
+    }
+
+    /// kexec_purgatory_get_set_symbol with get_value = false.
+    public mutating func setSymbol(_ name: String, _ bytes: [UInt8]) throws(LoadFailure) {
+        let range = try symbolBytes(name, size: bytes.count, verb: "set")
+        buffer.replaceSubrange(range, with: bytes)
+    }
+
+    private func symbolBytes(_ name: String, size: Int, verb: String) throws(LoadFailure) -> Range<Int> {
+        guard let symbol = findSymbol(name) else {
+            throw .refused(.silent("-EINVAL", "kexec_purgatory_\(verb)_symbol: no defined global symbol \(name)", inPurgatoryLoad: false))
+        }
+        guard symbol.size == UInt64(size) else {
+            throw .refused(.kexecFile("symbol \(name) size mismatch: expected \(size) actual \(UInt32(truncatingIfNeeded: symbol.size))"))
+        }
+        let section = sections[Int(symbol.shndx)]
+        guard !section.isNobits else {
+            throw .refused(.kexecFile("symbol \(name) is in a bss section. Cannot \(verb)"))
+        }
+        // The kernel trusts st_value; a symbol outside its section would have it scribble elsewhere.
+        let start = section.offset.addingReportingOverflow(symbol.value)
+        guard section.isAlloc, !start.overflow, symbol.value <= section.size, UInt64(size) <= section.size - symbol.value,
+              start.partialValue + UInt64(size) <= UInt64(buffer.count) else {
+            throw .malformed(ELFError(file: file.name, structure: "symbol \(name)",
+                reason: "value \(hex(symbol.value)) size \(size) lies outside section \(section.label) (\(hex(section.size)) bytes)"))
+        }
+        return Int(start.partialValue) ..< Int(start.partialValue) + size
+    }
+
+    /// The base the kernel adds to st_value for a relocation against `symbol`.
+    func relocationBase(of symbol: Symbol) -> Result<UInt64, LoadFailure> {
+        let name = displayName(of: symbol)
+        switch symbol.shndx {
+        case ELFConstant.shnUndef: return .failure(.refused(.kexec("Undefined symbol: \(name)")))
+        case ELFConstant.shnCommon: return .failure(.refused(.kexec("symbol '\(name)' in common section")))
+        case ELFConstant.shnAbs: return .success(0)
+        case let index where Int(index) >= shnum:
+            return .failure(.refused(.kexec("Invalid section \(index) for symbol \(name)")))
+        case let index: return .success(sections[Int(index)].addr)
+        }
+    }
+
+    /// A symbol's name, or its section's name when it has none (section symbols).
+    func displayName(of symbol: Symbol) -> String {
+        if symbol.nameOffset != 0 { return symbol.name }
+        return Int(symbol.shndx) < sections.count ? sections[Int(symbol.shndx)].name : ""
+    }
+
+    /// The segment's bytes as the kernel copies them: the buffer, then zeros to the page-rounded size.
+    public var segmentBytes: [UInt8] {
+        buffer + [UInt8](repeating: 0, count: Int(layout.segmentSize - UInt64(buffer.count)))
+    }
+
+    /// Named code and data symbols at their relocated addresses, sorted, for `symbolize`.
+    public func addressMap() -> AddressMap {
+        var entries: [AddressMap.Entry] = []
+        for table in sections where table.type == ELFConstant.shtSymtab {
+            guard let symbols = try? file.symbols(in: table) else { continue }
+            for symbol in symbols where !symbol.name.isEmpty && symbol.type <= 2 /* NOTYPE, OBJECT, FUNC */ {
+                guard Int(symbol.shndx) < shnum, symbol.shndx != 0 else { continue }
+                let section = sections[Int(symbol.shndx)]
+                guard section.isAlloc else { continue }
+                entries.append(.init(address: section.addr &+ symbol.value, size: symbol.size, name: symbol.name,
+                                     isFunction: symbol.type == 2, sectionEnd: section.addr &+ section.size))
+            }
+        }
+        return AddressMap(entries: entries)
+    }
+}
+
+/// Relocated addresses back to `symbol+0xoff`.
+public struct AddressMap: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var address: UInt64
+        public var size: UInt64
+        public var name: String
+        public var isFunction: Bool
+        public var sectionEnd: UInt64
+    }
+    /// Sorted by address; at one address functions come before other names.
+    public let entries: [Entry]
+
+    public init(entries: [Entry]) {
+        self.entries = entries.sorted { ($0.address, $0.isFunction ? 0 : 1, $0.name) < ($1.address, $1.isFunction ? 0 : 1, $1.name) }
+    }
+
+    /// The symbol whose range covers `address` (or the nearest one below it in the same section).
+    public func lookup(_ address: UInt64) -> (name: String, offset: UInt64)? {
+        var low = 0, high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].address <= address { low = mid + 1 } else { high = mid }
+        }
+        var index = low - 1
+        guard index >= 0 else { return nil }
+        // Prefer a function starting at the same address.
+        let start = entries[index].address
+        while index > 0, entries[index - 1].address == start { index -= 1 }
+        let entry = entries[index]
+        guard address < entry.sectionEnd else { return nil }
+        return (entry.name, address - entry.address)
+    }
+
+    public func symbolize(_ address: UInt64) -> String? {
+        guard let (name, offset) = lookup(address) else { return nil }
+        return offset == 0 ? name : "\(name)+\(hex(offset))"
+    }
+}

@@ -1,0 +1,244 @@
+import CUnicorn
+
+/// An x86-64 machine in the state relocate_kernel hands to the purgatory:
+/// long mode, identity paging over exactly the memory the harness mapped,
+/// sparse physical memory, and exact instruction counting.
+///
+/// Unicorn 2.0.1 limits it: paged accesses at or above 2^40 fault (so nothing
+/// is mapped there: `map` refuses), non-identity mappings are silently wrong
+/// (so there are none), and host writes do not invalidate translated code (so
+/// one machine serves one run). No Unicorn type appears in this API.
+public final class LongModeMachine {
+    /// First physical address Unicorn 2.0.1 cannot reach with paging on (its 40-bit physical width).
+    public static let pagingLimit: UInt64 = 1 << 40
+
+    public struct Region: Equatable, Sendable {
+        public var name: String
+        public var start: UInt64
+        public var size: UInt64
+        public var end: UInt64 { start + size }
+    }
+
+    public enum Counting: String, Sendable, CaseIterable {
+        /// Block hook with per-block counts from the translation cache (the default).
+        case exact
+        /// `exact` plus a per-instruction hook counting the same thing independently.
+        case crossCheck = "cross-check"
+        /// No counting hooks: for measuring their cost. No budget, no spin detection.
+        case off
+    }
+
+    public private(set) var regions: [Region] = []
+    private let engine: OpaquePointer
+    private let state: UnsafeMutablePointer<TraceState>
+
+    public init() throws(MachineError) {
+        var handle: OpaquePointer?
+        let err = uc_open(UC_ARCH_X86, UC_MODE_64, &handle)
+        guard err == UC_ERR_OK, let handle else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
+        engine = handle
+        state = .allocate(capacity: 1)
+        state.initialize(to: TraceState())
+        state.pointee.engine = handle
+    }
+
+    deinit {
+        uc_close(engine)
+        state.pointee.release()
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    // MARK: Memory
+
+    /// Maps zeroed RAM; page-aligned, non-overlapping, below the paging limit.
+    public func map(_ name: String, at start: UInt64, size: UInt64) throws(MachineError) {
+        let what = "map \(name) [\(hex(start)), +\(hex(size)))"
+        guard start % 0x1000 == 0, size % 0x1000 == 0, size > 0 else {
+            throw MachineError(operation: what, reason: "not page-aligned")
+        }
+        guard start < Self.pagingLimit, size <= Self.pagingLimit - start else {
+            throw MachineError(operation: what, reason: "reaches \(hex(Self.pagingLimit)) (2^40), where Unicorn 2.0.1's paging faults")
+        }
+        if let other = regions.first(where: { start < $0.end && $0.start < start + size }) {
+            throw MachineError(operation: what, reason: "overlaps \(other.name)")
+        }
+        let err = uc_mem_map(engine, start, Int(size), UInt32(UC_PROT_ALL.rawValue))
+        guard err == UC_ERR_OK else { throw MachineError(operation: what, reason: Self.text(err)) }
+        regions.append(Region(name: name, start: start, size: size))
+    }
+
+    public func write(_ bytes: [UInt8], at address: UInt64) throws(MachineError) {
+        guard !bytes.isEmpty else { return }
+        let err = bytes.withUnsafeBytes { uc_mem_write(engine, address, $0.baseAddress, $0.count) }
+        guard err == UC_ERR_OK else {
+            throw MachineError(operation: "write \(bytes.count) bytes at \(hex(address))", reason: Self.text(err))
+        }
+    }
+
+    /// The bytes at `address`, or nil where any of them is unmapped.
+    public func read(at address: UInt64, count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let err = bytes.withUnsafeMutableBytes { uc_mem_read(engine, address, $0.baseAddress, count) }
+        return err == UC_ERR_OK ? bytes : nil
+    }
+
+    // MARK: Entry state
+
+    /// Page-table bytes `installIdentityPaging` needs for the regions mapped so far.
+    public func pageTableSize() -> UInt64 { UInt64(1 + Set(regions.flatMap(Self.pml4Slots)).count) * 0x1000 }
+
+    /// Writes 4-level identity tables at `base` (already mapped, `pageTableSize()` bytes):
+    /// one PML4, one PDPT per 512 GiB in use, 1 GiB leaves over every GiB a region touches.
+    /// Returns the CR3 value.
+    public func installIdentityPaging(at base: UInt64) throws(MachineError) -> UInt64 {
+        let slots = Array(Set(regions.flatMap(Self.pml4Slots))).sorted()
+        var tables = [UInt64](repeating: 0, count: 512 * (1 + slots.count))
+        let present: UInt64 = 0x3 // P | RW
+        let large: UInt64 = 0x80  // PS
+        for (n, slot) in slots.enumerated() {
+            let pdpt = base + UInt64(n + 1) * 0x1000
+            tables[slot] = pdpt | present
+            for region in regions {
+                for gib in (region.start >> 30) ... ((region.end - 1) >> 30) where gib >> 9 == UInt64(slot) {
+                    tables[512 * (n + 1) + Int(gib & 511)] = (gib << 30) | present | large
+                }
+            }
+        }
+        try write(tables.flatMap { value in (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }, at: base)
+        return base
+    }
+
+    private static func pml4Slots(_ region: Region) -> [Int] {
+        Array(Int(region.start >> 39) ... Int((region.end - 1) >> 39))
+    }
+
+    /// Puts the CPU in the kexec entry state: paging on with `cr3`, control registers
+    /// from `control`, GDT and IDT empty, every general register zero but `rsp`.
+    public func setEntryState(cr3: UInt64, rip: UInt64, rsp: UInt64,
+                              control: ControlState = .kexecEntry) throws(MachineError) {
+        try setRegister(UC_X86_REG_CR3, cr3)
+        try setRegister(UC_X86_REG_CR4, control.cr4)
+        var efer = uc_x86_msr(rid: 0xC000_0080, value: control.efer)
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_MSR.rawValue), &efer), "write EFER")
+        try setRegister(UC_X86_REG_CR0, control.cr0)
+        var empty = uc_x86_mmr(selector: 0, base: 0, limit: 0, flags: 0)
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_GDTR.rawValue), &empty), "write GDTR")
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_IDTR.rawValue), &empty), "write IDTR")
+        var registers = GeneralRegisters()
+        registers[.rsp] = rsp
+        registers[.rip] = rip
+        try setRegisters(registers)
+        try setRegister(UC_X86_REG_RFLAGS, control.rflags)
+    }
+
+    public func setRegisters(_ registers: GeneralRegisters) throws(MachineError) {
+        for register in Register.allCases { try setRegister(Self.ucRegister[register.rawValue], registers[register]) }
+    }
+
+    public func registers() -> GeneralRegisters {
+        GeneralRegisters(values: Register.allCases.map { readRegister(Self.ucRegister[$0.rawValue]) })
+    }
+
+    public func controlState() -> ControlState {
+        var efer = uc_x86_msr(rid: 0xC000_0080, value: 0)
+        uc_reg_read(engine, Int32(UC_X86_REG_MSR.rawValue), &efer)
+        return ControlState(cr0: readRegister(UC_X86_REG_CR0), cr4: readRegister(UC_X86_REG_CR4),
+                            efer: efer.value, rflags: readRegister(UC_X86_REG_RFLAGS))
+    }
+
+    // MARK: Running
+
+    /// Runs from the current rip until the sentinel is reached, the guest spins,
+    /// faults or halts, or `budget` instructions have run.
+    public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
+                    timeoutMicroseconds: UInt64 = 0) throws(MachineError) -> RunOutcome {
+        state.pointee.sentinel = sentinel
+        state.pointee.budget = budget
+        var hooks: [uc_hook] = []
+        defer { for hook in hooks { uc_hook_del(engine, hook) } }
+        func add(_ body: (UnsafeMutablePointer<uc_hook>) -> uc_err, _ what: String) throws(MachineError) {
+            var hook: uc_hook = 0
+            try check(body(&hook), "add \(what) hook")
+            hooks.append(hook)
+        }
+        let user = UnsafeMutableRawPointer(state)
+        if counting != .off {
+            try add({ ph_hook_add_trace(engine, $0, Int32(UC_HOOK_BLOCK.rawValue), blockHook, user, 1, 0) }, "block")
+        }
+        if counting == .crossCheck {
+            try add({ ph_hook_add_trace(engine, $0, Int32(UC_HOOK_CODE.rawValue), codeHook, user, 1, 0) }, "code")
+        }
+        try add({ ph_hook_add_intr(engine, $0, interruptHook, user) }, "interrupt")
+        try add({ ph_hook_add_mem_invalid(engine, $0, invalidMemoryHook, user) }, "invalid-memory")
+
+        let start = readRegister(UC_X86_REG_RIP)
+        let err = uc_emu_start(engine, start, sentinel, timeoutMicroseconds, 0)
+        let registers = registers()
+        let rip = registers[.rip]
+        let s = state.pointee
+        let reason: StopReason
+        switch s.stop {
+        case .spin: reason = .spin(at: s.stopAddress)
+        case .budget: reason = .budgetExhausted
+        case .sentinel: reason = .reachedSentinel
+        case .exception: reason = .exception(vector: s.vector, rip: s.stopAddress)
+        case .unmapped: reason = .unmappedAccess(kind: s.access, address: s.accessAddress, size: s.accessSize, rip: s.stopAddress)
+        case .none:
+            if err != UC_ERR_OK {
+                reason = .emulatorError(Self.text(err))
+            } else if rip == sentinel {
+                reason = .reachedSentinel
+            } else if let byte = read(at: rip &- 1, count: 1), byte == [0xf4] {
+                reason = .halted(at: rip &- 1)
+            } else if counting == .off && timeoutMicroseconds > 0 {
+                reason = .budgetExhausted
+            } else {
+                reason = .emulatorError("emulation ended at \(hex(rip)) with no reason (\(Self.text(err)))")
+            }
+        }
+        if s.requestCacheFailed {
+            throw MachineError(operation: "count instructions", reason: "uc_ctl_request_cache did not return a block")
+        }
+        return RunOutcome(reason: reason, instructions: s.instructions,
+                          crossCheckInstructions: counting == .crossCheck ? s.crossCheckInstructions : nil,
+                          lastBlock: (s.lastBlockAddress, s.lastBlockInstructions),
+                          registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
+                          blocks: blockCounts())
+    }
+
+    private func blockCounts() -> [BlockCount] {
+        (0 ... state.pointee.mask).compactMap { i in
+            let slot = state.pointee.slots[i]
+            return slot.address == .max || slot.executions == 0 ? nil
+                : BlockCount(address: slot.address, bytes: slot.bytes, instructions: slot.instructions, executions: slot.executions)
+        }.sorted { $0.address < $1.address }
+    }
+
+    // MARK: Unicorn plumbing
+
+    private static let ucRegister: [uc_x86_reg] = [
+        UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP, UC_X86_REG_RBP,
+        UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+        UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP,
+    ]
+
+    private func setRegister(_ register: uc_x86_reg, _ value: UInt64) throws(MachineError) {
+        var value = value
+        try check(uc_reg_write(engine, Int32(register.rawValue), &value), "write register \(register.rawValue)")
+    }
+
+    private func readRegister(_ register: uc_x86_reg) -> UInt64 {
+        var value: UInt64 = 0
+        uc_reg_read(engine, Int32(register.rawValue), &value)
+        return value
+    }
+
+    private func check(_ err: uc_err, _ operation: String) throws(MachineError) {
+        guard err == UC_ERR_OK else { throw MachineError(operation: operation, reason: Self.text(err)) }
+    }
+
+    private static func text(_ err: uc_err) -> String { String(cString: uc_strerror(err)) }
+}
+
+func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }

@@ -1,0 +1,35 @@
+/// The general registers in the order of the kernel's `struct entry64_regs`
+/// (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8–r15, rip).
+public enum Register: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15, rip
+    public var description: String { String(describing: Self.names[rawValue]) }
+    static let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"]
+}
+
+/// The 16 general registers and rip.
+public struct GeneralRegisters: Equatable, Sendable {
+    public var values: [UInt64]
+    public init(values: [UInt64] = Array(repeating: 0, count: Register.allCases.count)) {
+        precondition(values.count == Register.allCases.count)
+        self.values = values
+    }
+    public subscript(_ register: Register) -> UInt64 {
+        get { values[register.rawValue] }
+        set { values[register.rawValue] = newValue }
+    }
+}
+
+/// Control state at the moment relocate_kernel jumps to the purgatory
+/// (arch/x86/kernel/relocate_kernel_64.S; kexec-purgatory-facts §6).
+public struct ControlState: Equatable, Sendable {
+    public var cr0: UInt64
+    public var cr4: UInt64
+    public var efer: UInt64
+    public var rflags: UInt64
+
+    /// A running kernel's CR0 (PG|AM|WP|NE|ET|MP|PE) minus AM, WP, TS and EM, plus PG|PE;
+    /// CR4 = PAE only (so OSFXSR is clear); EFER as the kernel ran it (SCE|LME|LMA|NXE);
+    /// RFLAGS with IF and DF clear.
+    public static let kexecEntry = ControlState(cr0: 0x8000_0033, cr4: 0x20, efer: 0xd01, rflags: 0x2)
+}

@@ -1,0 +1,44 @@
+/// What a memory access was doing when it hit nothing.
+public enum AccessKind: String, Sendable {
+    case read, write, fetch
+}
+
+/// Why emulation stopped.
+public enum StopReason: Equatable, Sendable {
+    /// Execution reached the sentinel address (the next kernel's entry).
+    case reachedSentinel
+    /// A block that can never make progress (`jmp .`, optionally after pause/nop) at this address.
+    case spin(at: UInt64)
+    /// `hlt` with interrupts off: the CPU stops for good.
+    case halted(at: UInt64)
+    /// The instruction budget ran out.
+    case budgetExhausted
+    /// A CPU exception; with the GDT and IDT invalid this is a triple fault on hardware.
+    case exception(vector: UInt32, rip: UInt64)
+    /// An access to physical memory that nothing is mapped at.
+    case unmappedAccess(kind: AccessKind, address: UInt64, size: Int, rip: UInt64)
+    /// Unicorn reported an error the harness did not anticipate.
+    case emulatorError(String)
+}
+
+/// One translated block with how often it ran: the raw material for per-function counts.
+public struct BlockCount: Equatable, Sendable {
+    public var address: UInt64
+    public var bytes: UInt32
+    public var instructions: UInt32
+    public var executions: UInt64
+}
+
+public struct RunOutcome: Sendable {
+    public var reason: StopReason
+    /// Exact count from the block hook: sum of per-block instruction counts of every block entered
+    /// (the stopping block excluded when the harness stopped it before it ran).
+    public var instructions: UInt64
+    /// The per-instruction hook's count, when cross-checking.
+    public var crossCheckInstructions: UInt64?
+    /// The block that was running last, for trimming the count after a fault mid-block.
+    public var lastBlock: (address: UInt64, instructions: UInt32)
+    public var registers: GeneralRegisters
+    public var rflags: UInt64
+    public var blocks: [BlockCount]
+}

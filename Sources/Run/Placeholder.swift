@@ -1,0 +1,1 @@
+public let embeddedCount = PackageResources.purgatory_ro.count
