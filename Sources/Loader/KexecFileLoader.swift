@@ -17,6 +17,8 @@ public struct KexecFileLoader: Sendable {
     public let entryRule: EntryRule
     /// kexec_add_buffer's lower bound for the purgatory on x86-64.
     public static let minimumAddress: UInt64 = 0x3000
+    /// Larger buffers are refused as an allocation failure (alignments can inflate bufsz far past the file).
+    public static let maximumBufferSize: UInt64 = 1 << 30
 
     public init(file: ELFFile, entryRule: EntryRule = .symbol) {
         self.file = file
@@ -37,6 +39,9 @@ public struct KexecFileLoader: Sendable {
                 reason: "e_type \(file.header.type) is not ET_REL: the kexec_file loader takes a relocatable purgatory.ro"))
         }
         let layout = setupBuffer()
+        guard layout.bufsz <= KexecFileLoader.maximumBufferSize else {
+            throw .refused(.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes; vzalloc cannot provide it"))
+        }
         do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
         var loaded = try setupSectionHeaders(layout: layout, address: address)
         try applyRelocations(&loaded)
@@ -46,6 +51,10 @@ public struct KexecFileLoader: Sendable {
     /// The caller chose the address; make sure the kernel could have chosen it.
     func checkPlacement(_ address: UInt64, _ layout: BufferLayout) throws(ELFError) {
         let what = "load address \(hex(address))"
+        guard layout.bufAlign & (layout.bufAlign - 1) == 0 else {
+            throw ELFError(file: file.name, structure: what,
+                           reason: "buf_align \(hex(layout.bufAlign)) (the largest sh_addralign) is not a power of two")
+        }
         guard address % layout.bufAlign == 0 else {
             throw ELFError(file: file.name, structure: what,
                            reason: "not aligned to the purgatory's buf_align \(hex(layout.bufAlign))")

@@ -185,7 +185,9 @@ public final class LongModeMachine {
         case .exception: reason = .exception(vector: s.vector, rip: s.stopAddress)
         case .unmapped: reason = .unmappedAccess(kind: s.access, address: s.accessAddress, size: s.accessSize, rip: s.stopAddress)
         case .none:
-            if err != UC_ERR_OK {
+            if err == UC_ERR_INSN_INVALID {
+                reason = .exception(vector: 6, rip: rip)  // #UD: Unicorn reports it as an error, not an interrupt
+            } else if err != UC_ERR_OK {
                 reason = .emulatorError(Self.text(err))
             } else if rip == sentinel {
                 reason = .reachedSentinel
@@ -202,7 +204,7 @@ public final class LongModeMachine {
         }
         return RunOutcome(reason: reason, instructions: s.instructions,
                           crossCheckInstructions: counting == .crossCheck ? s.crossCheckInstructions : nil,
-                          lastBlock: (s.lastBlockAddress, s.lastBlockInstructions),
+                          lastBlock: (s.lastBlockAddress, s.lastBlockBytes, s.lastBlockInstructions),
                           registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
                           blocks: blockCounts())
     }

@@ -37,7 +37,7 @@ public struct RunOutcome: Sendable {
     /// The per-instruction hook's count, when cross-checking.
     public var crossCheckInstructions: UInt64?
     /// The block that was running last, for trimming the count after a fault mid-block.
-    public var lastBlock: (address: UInt64, instructions: UInt32)
+    public var lastBlock: (address: UInt64, bytes: UInt32, instructions: UInt32)
     public var registers: GeneralRegisters
     public var rflags: UInt64
     public var blocks: [BlockCount]

@@ -24,6 +24,7 @@ struct TraceState {
     var sentinel: UInt64 = .max
     var lastBlockAddress: UInt64 = 0
     var lastBlockInstructions: UInt32 = 0
+    var lastBlockBytes: UInt32 = 0
 
     /// Set when a hook asked emulation to stop; later hooks in the same block count nothing.
     var stopped = false
@@ -139,6 +140,7 @@ let blockHook: ph_block_cb = { engine, address, size, user in
     state.pointee.instructions &+= count
     state.pointee.lastBlockAddress = address
     state.pointee.lastBlockInstructions = slot.pointee.instructions
+    state.pointee.lastBlockBytes = size
     if state.pointee.instructions >= state.pointee.budget {
         // Unicorn finishes the current block after a stop request, so it is counted.
         state.pointee.stopped = true

@@ -1,1 +1,0 @@
-public let embeddedCount = PackageResources.purgatory_ro.count

@@ -1,0 +1,75 @@
+/// What happened to the purgatory.
+public enum Verdict: String, Codable, CaseIterable, Sendable {
+    /// Reached the next kernel's entry with exactly the registers the kernel set in entry64_regs.
+    case verified
+    /// Reached the next kernel's entry with other registers.
+    case badHandoff = "bad-handoff"
+    /// The purgatory stopped for good (spin or hlt) before the kernel entry: its answer to a digest mismatch.
+    case rejectedDigest = "rejected-digest"
+    /// The kernel's loader refused the object; `message` is what the kernel prints.
+    case loadError = "load-error"
+    /// A CPU exception or an access to memory nothing is mapped at: a triple fault on hardware.
+    case fault
+    /// The instruction budget ran out.
+    case timeout
+}
+
+/// One run, as printed by `--json` (snake_case keys) and summarized in the human report.
+public struct RunReport: Codable, Sendable {
+    public struct SegmentInfo: Codable, Sendable, Equatable {
+        public var name: String
+        public var start: UInt64
+        public var length: UInt64
+    }
+    public struct FaultInfo: Codable, Sendable, Equatable {
+        public var vector: UInt32?
+        public var name: String
+        public var rip: UInt64
+        public var symbol: String?
+        public var instruction: String?
+        public var access: String?
+        public var address: UInt64?
+    }
+    public struct TamperInfo: Codable, Sendable, Equatable {
+        public var segment: String
+        public var offset: UInt64
+        public var address: UInt64
+    }
+
+    public var file: String
+    public var verdict: Verdict
+    public var expected: Verdict
+    public var message: String
+    public var kernelLog: [String]
+    public var seed: UInt64
+    public var loader: String
+    public var entryRule: String
+    public var loadAddress: UInt64
+    public var purgatorySize: UInt64
+    public var bufAlign: UInt64
+    public var entry: UInt64
+    public var entrySource: String
+    public var segments: [SegmentInfo]
+    public var instructions: UInt64
+    public var crossCheckInstructions: UInt64?
+    public var budget: UInt64
+    public var bytesHashed: UInt64
+    public var instructionsPerByte: Double?
+    public var fault: FaultInfo?
+    public var tamper: TamperInfo?
+    public var diagnostics: [String]
+    public var seconds: Double
+    public var emulationSeconds: Double
+    public var megabytesPerSecond: Double?
+
+    public var isExpected: Bool { verdict == expected }
+
+    enum CodingKeys: String, CodingKey {
+        case file, verdict, expected, message, seed, loader, entry, segments, instructions, budget, fault, tamper, diagnostics, seconds
+        case kernelLog = "kernel_log", entryRule = "entry_rule", loadAddress = "load_address"
+        case purgatorySize = "purgatory_size", bufAlign = "buf_align", entrySource = "entry_source"
+        case crossCheckInstructions = "cross_check_instructions", bytesHashed = "bytes_hashed"
+        case instructionsPerByte = "instructions_per_byte", emulationSeconds = "emulation_seconds"
+        case megabytesPerSecond = "megabytes_per_second"
+    }
+}

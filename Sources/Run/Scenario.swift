@@ -1,0 +1,232 @@
+import Crypto
+import Disassembly
+import ELF
+import Loader
+import Machine
+
+/// Where the kernel's purgatory keeps the symbols bzImage64_load and
+/// kexec_calculate_store_digests write (Linux's ABI, kexec-purgatory-facts §5, §7).
+public struct PurgatoryABI: Sendable {
+    public var regions = "purgatory_sha_regions"
+    public var digest = "purgatory_sha256_digest"
+    public var registers = "entry64_regs"
+    public var stack = "stack_end"
+    /// Field order of entry64_regs.
+    public var registerOrder: [Register] = Register.allCases
+    public static let kernel = PurgatoryABI()
+    /// KEXEC_SEGMENT_MAX regions of {u64 start, u64 len}.
+    public static let regionCount = 16
+}
+
+/// One run: a purgatory, a load address, the segments, and how to run it.
+public struct Scenario: Sendable {
+    public var file: ELFFile
+    public var seed: UInt64
+    /// nil: drawn from `addressRange` with the seed.
+    public var loadAddress: UInt64?
+    /// Where random load addresses come from (the purgatory must fit entirely inside).
+    public var addressRange: Range<UInt64> = 0x1_0000_0000 ..< LongModeMachine.pagingLimit
+    public var entryRule: EntryRule = .symbol
+    public var segments = SegmentPlan()
+    public var tamper = false
+    /// nil: 1,000,000 + 256 per hashed byte, ample for any SHA-256 that does not loop.
+    public var budget: UInt64?
+    public var counting: LongModeMachine.Counting = .exact
+    public var abi = PurgatoryABI.kernel
+
+    public init(file: ELFFile, seed: UInt64) {
+        self.file = file
+        self.seed = seed
+    }
+
+    /// Physical memory the harness itself needs: the control page (the stack relocate_kernel
+    /// leaves) then up to three page-table pages (PML4 and two PDPTs cover 2^40).
+    static let harnessRegionSize: UInt64 = 0x4000
+
+    /// The kernel entry the purgatory jumps to: kernel load address + 0x200 (startup_64).
+    static let kernelEntryOffset: UInt64 = 0x200
+
+    public func run() throws(HarnessError) -> RunReport {
+        let clock = ContinuousClock()
+        let began = clock.now
+        let loader = KexecFileLoader(file: file, entryRule: entryRule)
+        let layout = loader.setupBuffer()
+        let address = try chooseLoadAddress(layout)
+        var report = RunReport(
+            file: file.name, verdict: .loadError, expected: tamper ? .rejectedDigest : .verified, message: "",
+            kernelLog: [], seed: seed, loader: "kexec-file", entryRule: entryRule.rawValue, loadAddress: address,
+            purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: 0, entrySource: "", segments: [],
+            instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [], seconds: 0, emulationSeconds: 0)
+        defer { _ = report }
+
+        // Load as kexec_load_purgatory does; a refusal is the verdict.
+        var purgatory: LoadedPurgatory
+        do throws(LoadFailure) {
+            purgatory = try loader.load(at: address)
+        } catch {
+            return try refused(error, &report, began, clock)
+        }
+        report.entry = purgatory.entry
+        report.entrySource = purgatory.entrySource
+        report.diagnostics = purgatory.diagnostics.map(\.description)
+
+        // Segments, then entry64_regs and the digest, as bzImage64_load and kexec_file do.
+        var rng = SplitMix64.stream(seed, "segments")
+        let harnessRequest = SegmentRequest(name: "harness", data: [], memsz: Self.harnessRegionSize, alignment: pageSize, minimum: 0x1000)
+        var segments = try place(segments.requests(seed) + [harnessRequest],
+                                 avoiding: [address ... address + layout.segmentSize - 1],
+                                 below: LongModeMachine.pagingLimit, rng: &rng)
+        let harness = segments.removeLast()
+        report.segments = segments.map { .init(name: $0.name, start: $0.start, length: $0.memsz) }
+        let bootParams = segments[0], kernel = segments[1]
+        let expectedRegisters: GeneralRegisters
+        do throws(LoadFailure) {
+            expectedRegisters = try writeEntryRegisters(&purgatory, bootParams: bootParams.start, kernel: kernel.start)
+            try storeDigest(&purgatory, segments)
+        } catch {
+            return try refused(error, &report, began, clock)
+        }
+        report.bytesHashed = segments.reduce(0) { $0 + $1.memsz }
+        let budget = self.budget ?? 1_000_000 + 256 * report.bytesHashed
+        report.budget = budget
+        if tamper { report.tamper = Self.tamper(&segments, seed) }
+
+        // The machine: purgatory, segments, control page and page tables; then run.
+        let outcome: RunOutcome, registers: GeneralRegisters, disassembly: (UInt64) -> Instruction?
+        let emulationStart: ContinuousClock.Instant
+        do throws(MachineError) {
+            let machine = try LongModeMachine()
+            try machine.map("purgatory", at: address, size: layout.segmentSize)
+            try machine.write(purgatory.buffer, at: address)
+            for segment in segments {
+                try machine.map(segment.name, at: segment.start, size: segment.memsz)
+                try machine.write(segment.data, at: segment.start)
+            }
+            try machine.map("harness", at: harness.start, size: harness.memsz)
+            let cr3 = try machine.installIdentityPaging(at: harness.start + pageSize)
+            try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: harness.start + pageSize - 8)
+            emulationStart = clock.now
+            outcome = try machine.run(until: kernel.start + Self.kernelEntryOffset, budget: budget, counting: counting,
+                                      timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
+            report.emulationSeconds = (clock.now - emulationStart).seconds
+            registers = outcome.registers
+            let decoder = Disassembler()
+            disassembly = { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
+            report.instructions = exactCount(outcome, machine: machine, decoder: decoder)
+        } catch {
+            throw .machine(error)
+        }
+        report.crossCheckInstructions = outcome.crossCheckInstructions
+        if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
+        if report.emulationSeconds > 0 {
+            report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.emulationSeconds
+        }
+        judge(outcome, registers, expectedRegisters, purgatory.addressMap(), disassembly, &report)
+        report.seconds = (clock.now - began).seconds
+        return report
+    }
+
+    private func chooseLoadAddress(_ layout: BufferLayout) throws(HarnessError) -> UInt64 {
+        let limit = LongModeMachine.pagingLimit
+        guard layout.memsz >= layout.bufsz, layout.memsz < limit else {
+            throw .input("\(file.name): purgatory memsz", "\(hex(layout.memsz)) bytes (bss \(hex(layout.bssSize))) cannot be placed below \(hex(limit))")
+        }
+        if let address = loadAddress {
+            guard address < limit, layout.segmentSize <= limit - address else {
+                throw .input("\(file.name): load address \(hex(address))",
+                             "the \(hex(layout.segmentSize))-byte purgatory would reach \(hex(limit)) (2^40): Unicorn 2.0.1's paging faults there, so the machine cannot model it honestly")
+            }
+            return address
+        }
+        let align = layout.bufAlign
+        let low = kernelAlign(max(addressRange.lowerBound, KexecFileLoader.minimumAddress), align)
+        let top = min(addressRange.upperBound, limit)
+        guard align & (align - 1) == 0, align < limit, low >= addressRange.lowerBound, top > low,
+              top - low >= layout.segmentSize else {
+            throw .input("\(file.name): address range [\(hex(addressRange.lowerBound)), \(hex(addressRange.upperBound)))",
+                         "holds no \(hex(layout.bufAlign))-aligned place for the \(hex(layout.segmentSize))-byte purgatory below \(hex(limit))")
+        }
+        var rng = SplitMix64.stream(seed, "load-address")
+        return rng.aligned(in: low, (top - layout.segmentSize) / layout.bufAlign * layout.bufAlign, alignment: layout.bufAlign)
+    }
+
+    /// bzImage64_load: read entry64_regs, set rbx, rsi, rip and rsp, write it back.
+    private func writeEntryRegisters(_ purgatory: inout LoadedPurgatory, bootParams: UInt64,
+                                     kernel: UInt64) throws(LoadFailure) -> GeneralRegisters {
+        let size = abi.registerOrder.count * 8
+        let raw = try purgatory.getSymbol(abi.registers, size: size)
+        var registers = GeneralRegisters()
+        for (i, register) in abi.registerOrder.enumerated() {
+            registers[register] = raw[i * 8 ..< i * 8 + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        registers[.rbx] = 0
+        registers[.rsi] = bootParams
+        registers[.rip] = kernel + Self.kernelEntryOffset
+        guard let stack = purgatory.symbolAddress(abi.stack) else {
+            throw .refused(LoadError(log: ["kexec-bzImage64: Could not find address of symbol \(abi.stack)"]))
+        }
+        registers[.rsp] = stack
+        try purgatory.setSymbol(abi.registers, abi.registerOrder.flatMap { littleEndian(registers[$0]) })
+        return registers
+    }
+
+    /// kexec_calculate_store_digests: SHA-256 over every segment but the purgatory's own,
+    /// then the region table and the digest written into the purgatory.
+    private func storeDigest(_ purgatory: inout LoadedPurgatory, _ segments: [Segment]) throws(LoadFailure) {
+        var hasher = SHA256()
+        var regions: [UInt8] = []
+        for segment in segments {
+            hasher.update(data: segment.data)
+            hasher.update(data: [UInt8](repeating: 0, count: Int(segment.memsz) - segment.data.count))
+            regions += littleEndian(segment.start) + littleEndian(segment.memsz)
+        }
+        regions += [UInt8](repeating: 0, count: PurgatoryABI.regionCount * 16 - regions.count)
+        try purgatory.setSymbol(abi.regions, regions)
+        try purgatory.setSymbol(abi.digest, Array(hasher.finalize()))
+    }
+
+    /// Flips one byte of one segment (anywhere in its memsz, the zero tail included).
+    static func tamper(_ segments: inout [Segment], _ seed: UInt64) -> RunReport.TamperInfo {
+        var rng = SplitMix64.stream(seed, "tamper")
+        let index = Int(rng.next(upperBound: UInt64(segments.count)))
+        let offset = rng.next(upperBound: segments[index].memsz)
+        if offset >= UInt64(segments[index].data.count) {
+            segments[index].data += [UInt8](repeating: 0, count: Int(offset) + 1 - segments[index].data.count)
+        }
+        segments[index].data[Int(offset)] ^= 0xff
+        return .init(segment: segments[index].name, offset: offset, address: segments[index].start + offset)
+    }
+
+    /// The block hook counts whole blocks; a fault inside a block ran only part of it.
+    private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: Disassembler?) -> UInt64 {
+        let rip: UInt64
+        switch outcome.reason {
+        case .exception(_, let at), .unmappedAccess(_, _, _, let at): rip = at
+        default: return outcome.instructions
+        }
+        let block = outcome.lastBlock
+        guard let decoder, rip >= block.address, rip < block.address + UInt64(block.bytes),
+              let bytes = machine.read(at: block.address, count: Int(block.bytes)) else { return outcome.instructions }
+        let ran = decoder.decode(bytes, at: block.address).filter { $0.address <= rip }.count
+        return outcome.instructions - UInt64(block.instructions) + UInt64(ran)
+    }
+
+    private func refused(_ failure: LoadFailure, _ report: inout RunReport, _ began: ContinuousClock.Instant,
+                         _ clock: ContinuousClock) throws(HarnessError) -> RunReport {
+        switch failure {
+        case .malformed(let error): throw HarnessError(error)
+        case .refused(let error):
+            report.verdict = .loadError
+            report.message = error.message
+            report.kernelLog = error.log
+            report.seconds = (clock.now - began).seconds
+            return report
+        }
+    }
+}
+
+func littleEndian(_ value: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

@@ -1,0 +1,39 @@
+import ELF
+import Foundation
+import Run
+
+/// The short report a person reads after `run`.
+enum HumanReport {
+    static func render(_ r: RunReport) -> String {
+        var lines = ["purgatory-harness run \(r.file)"]
+        func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 13, withPad: " ", startingAt: 0) + value) }
+        row("loader", "\(r.loader), entry rule \(r.entryRule), seed \(hex(r.seed))")
+        row("purgatory", "\(hex(r.loadAddress)) +\(hex(r.purgatorySize)) (buf_align \(hex(r.bufAlign)))"
+            + (r.verdict == .loadError ? "" : ", entry \(hex(r.entry)) (\(r.entrySource))"))
+        for segment in r.segments { row(segment.name, "\(hex(segment.start)) +\(hex(segment.length))") }
+        if let t = r.tamper { row("tamper", "flipped byte \(hex(t.offset)) of \(t.segment) (\(hex(t.address)))") }
+        for d in r.diagnostics { row("diagnostic", d) }
+        let mark = r.isExpected ? "" : "  [expected \(r.expected.rawValue)]"
+        row("verdict", "\(r.verdict.rawValue)\(mark): \(r.message)")
+        for line in r.kernelLog.dropFirst() { row("", line) }
+        if r.verdict != .loadError {
+            var count = "\(grouped(r.instructions)) exact"
+            if let cross = r.crossCheckInstructions {
+                count += cross == r.instructions ? " (per-instruction cross-check agrees)" : " (CROSS-CHECK MISMATCH: \(grouped(cross)))"
+            }
+            count += ", \(grouped(r.bytesHashed)) bytes hashed"
+            if let ipb = r.instructionsPerByte { count += String(format: ", %.2f instructions/byte", ipb) }
+            row("instructions", count)
+            var time = String(format: "%.1f ms (emulation %.1f ms", r.seconds * 1e3, r.emulationSeconds * 1e3)
+            if let mbps = r.megabytesPerSecond { time += String(format: ", %.1f MB/s hashed", mbps) }
+            row("time", time + ")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func grouped(_ n: UInt64) -> String {
+        var digits = Array(String(n)), out = ""
+        while digits.count > 3 { out = "," + String(digits.suffix(3)) + out; digits.removeLast(3) }
+        return String(digits) + out
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import ELF
+import Foundation
+import Run
+
+/// A byte count or address: decimal, 0x hex, or with a K/M/G/T (binary) suffix, `_` allowed.
+struct Quantity: ExpressibleByArgument, Sendable {
+    var value: UInt64
+    init?(argument: String) {
+        var text = argument.lowercased().replacingOccurrences(of: "_", with: "")
+        var scale: UInt64 = 1
+        for (suffix, factor) in [("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40),
+                                 ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40)] as [(String, UInt64)]
+            where text.hasSuffix(suffix) && !text.hasPrefix("0x") {
+            scale = factor
+            text.removeLast(suffix.count)
+            break
+        }
+        let parsed = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+        guard let parsed else { return nil }
+        let product = parsed.multipliedReportingOverflow(by: scale)
+        guard !product.overflow else { return nil }
+        value = product.partialValue
+    }
+}
+
+enum Inputs {
+    /// Segment and input files are capped so a typo cannot ask for terabytes of host memory.
+    static let maximumFileSize = 2 << 30
+
+    static func read(_ path: String, what: String) throws -> [UInt8] {
+        let attributes: [FileAttributeKey: Any]
+        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw InputError("\(path): cannot read \(what): no such file or not accessible")
+        }
+        if let type = attributes[.type] as? FileAttributeType, type == .typeDirectory {
+            throw InputError("\(path): cannot read \(what): it is a directory")
+        }
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= maximumFileSize else {
+            throw InputError("\(path): \(what) is \(size) bytes, more than the \(maximumFileSize >> 30) GiB the harness accepts")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError("\(path): cannot read \(what)")
+        }
+        return [UInt8](data)
+    }
+
+    /// The purgatory named on the command line, or the built-in reference purgatory.
+    static func purgatory(_ path: String?) throws -> ELFFile {
+        do {
+            guard let path else { return try DefaultPurgatory.file() }
+            let bytes = try read(path, what: "purgatory")
+            guard bytes.count <= ELFFile.maximumSize else {
+                throw InputError("\(path): \(bytes.count) bytes is larger than any purgatory (limit \(ELFFile.maximumSize))")
+            }
+            return try ELFFile(bytes: bytes, name: path)
+        } catch let error as ELFError {
+            throw InputError(error.description)
+        }
+    }
+}

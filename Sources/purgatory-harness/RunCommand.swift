@@ -1,0 +1,105 @@
+import ArgumentParser
+import ELF
+import Foundation
+import Loader
+import Machine
+import Run
+
+extension Verdict: ExpressibleByArgument {}
+extension EntryRule: ExpressibleByArgument {}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Load a purgatory at a (random) physical address, seed segments and digest, run it, report a verdict.",
+        discussion: """
+            Exit status: 0 when the verdict is the expected one (verified; rejected-digest with --tamper; \
+            or --expect), 1 for any other verdict, 2 for bad input or usage.
+            """)
+
+    @Argument(help: "Purgatory ELF object (purgatory.ro). Default: the built-in reference purgatory.")
+    var file: String?
+
+    @Option(help: "Seed for every random choice (decimal or 0x hex). Default: a fresh one, printed.")
+    var seed: Quantity?
+
+    @Option(help: "Place the purgatory here instead of drawing an address.")
+    var loadAddress: Quantity?
+
+    @Option(help: "Lowest address a drawn load address may have.")
+    var minAddress = Quantity(argument: "4G")!
+
+    @Option(help: "Drawn load addresses keep the purgatory below this address (at most 2^40).")
+    var maxAddress = Quantity(argument: "1T")!
+
+    @Option(help: "How the loader picks the entry point: symbol (purgatory_start) or e_entry.")
+    var entryRule: EntryRule = .symbol
+
+    @Option(help: "Use this file's bytes as the kernel segment.")
+    var kernel: String?
+
+    @Option(help: "Use this file's bytes as the initrd segment.")
+    var initrd: String?
+
+    @Option(help: "Kernel command line stored after boot params.")
+    var cmdline = SegmentPlan().commandLine
+
+    @Option(help: "Size of the synthesized kernel segment (e.g. 16K, 1M).")
+    var kernelSize = Quantity(argument: "16K")!
+
+    @Option(help: "Size of the synthesized initrd segment (0: none).")
+    var initrdSize = Quantity(argument: "8K")!
+
+    @Flag(help: "Flip one byte of a segment after the digest is taken; the expected verdict becomes rejected-digest.")
+    var tamper = false
+
+    @Option(help: "Instruction budget. Default: 1,000,000 + 256 per hashed byte.")
+    var budget: Quantity?
+
+    @Flag(help: "Also count with a per-instruction hook and fail unless both counts agree.")
+    var crossCheck = false
+
+    @Option(help: "The verdict that counts as success (default: verified, or rejected-digest with --tamper).")
+    var expect: Verdict?
+
+    @Flag(help: "Print one JSON object instead of the human report.")
+    var json = false
+
+    func validate() throws {
+        guard maxAddress.value > minAddress.value else { throw ValidationError("--max-address must be above --min-address") }
+        guard kernelSize.value > 0, kernelSize.value <= UInt64(Inputs.maximumFileSize),
+              initrdSize.value <= UInt64(Inputs.maximumFileSize) else {
+            throw ValidationError("--kernel-size must be 1 byte to 2 GiB and --initrd-size at most 2 GiB")
+        }
+    }
+
+    func run() throws {
+        let file = try Inputs.purgatory(file)
+        var scenario = Scenario(file: file, seed: seed?.value ?? UInt64.random(in: 0 ... UInt64.max))
+        scenario.loadAddress = loadAddress?.value
+        scenario.addressRange = minAddress.value ..< maxAddress.value
+        scenario.entryRule = entryRule
+        scenario.tamper = tamper
+        scenario.budget = budget?.value
+        scenario.counting = crossCheck ? .crossCheck : .exact
+        scenario.segments.commandLine = cmdline
+        scenario.segments.kernelSize = Int(kernelSize.value)
+        scenario.segments.initrdSize = Int(initrdSize.value)
+        if let kernel { scenario.segments.kernel = try Inputs.read(kernel, what: "kernel segment") }
+        if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
+
+        var report: RunReport
+        do { report = try scenario.run() } catch { throw InputError(error.description) }
+        if let expect { report.expected = expect }
+        let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
+
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(HumanReport.render(report))
+        }
+        throw ExitCode(report.isExpected && !crossCheckFailed ? ExitStatus.expected : ExitStatus.unexpected)
+    }
+}

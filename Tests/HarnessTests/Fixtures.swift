@@ -1,0 +1,147 @@
+import ELF
+import Foundation
+
+/// Paths and objects the tests share: real purgatories built from Purgatories/.
+enum Fixtures {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let referencePath = repository.appendingPathComponent("Purgatories/reference/purgatory.ro").path
+
+    static let referenceBytes: [UInt8] = [UInt8](FileManager.default.contents(atPath: referencePath) ?? Data())
+
+    static func reference() throws -> ELFFile { try ELFFile(bytes: referenceBytes, name: "purgatory.ro") }
+
+    /// The built command-line tool, next to the test bundle.
+    static var executable: URL {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0 ..< 4 {
+            let candidate = dir.appendingPathComponent("purgatory-harness")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return repository.appendingPathComponent(".build/debug/purgatory-harness")
+    }
+
+    struct Output { var status: Int32; var stdout: String; var stderr: String }
+
+    /// Runs the tool with `arguments`; returns its exit status and output.
+    static func harness(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func temporaryFile(_ bytes: [UInt8], name: String = UUID().uuidString) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ph-\(name)").path
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        return path
+    }
+}
+
+/// Builds small ET_REL x86-64 objects for loader rules no compiler emits on demand.
+/// Sections are numbered from 1 in the order added; .symtab, .strtab and .shstrtab
+/// and one .rela section per relocated section follow them.
+struct ELFBuilder {
+    struct Section {
+        var name: String
+        var type: UInt32 = 1 // PROGBITS
+        var flags: UInt64 = 0x2 // ALLOC
+        var align: UInt64 = 16
+        var data: [UInt8] = []
+        var nobitsSize: UInt64 = 0
+        var link: UInt32 = 0
+        var info: UInt32 = 0
+        var entsize: UInt64 = 0
+    }
+    struct Sym { var name: String; var info: UInt8; var shndx: UInt16; var value: UInt64; var size: UInt64 }
+    struct Rela { var offset: UInt64; var symbol: Int; var type: UInt32; var addend: Int64 }
+
+    var entry: UInt64 = 0
+    var type: UInt16 = 1
+    var sections: [Section] = []
+    /// Index 0 is the null symbol, added automatically.
+    var symbols: [Sym] = []
+    var relocations: [Int: [Rela]] = [:]
+    /// Overrides for .rela sections' sh_info/sh_link/sh_type, keyed by target section.
+    var relaOverrides: [Int: (info: UInt32?, link: UInt32?, type: UInt32?)] = [:]
+
+    @discardableResult
+    mutating func add(_ section: Section) -> Int { sections.append(section); return sections.count }
+
+    /// Adds a symbol; returns its index in .symtab (locals must be added before globals by the caller).
+    @discardableResult
+    mutating func symbol(_ name: String, global: Bool = true, type: UInt8 = 0, section: UInt16, value: UInt64 = 0, size: UInt64 = 0) -> Int {
+        symbols.append(Sym(name: name, info: (global ? 1 : 0) << 4 | type, shndx: section, value: value, size: size))
+        return symbols.count
+    }
+
+    mutating func rela(_ section: Int, offset: UInt64, symbol: Int, type: UInt32, addend: Int64 = 0) {
+        relocations[section, default: []].append(Rela(offset: offset, symbol: symbol, type: type, addend: addend))
+    }
+
+    func build() -> [UInt8] {
+        var all = sections
+        let symtabIndex = all.count + 1
+        let strtabIndex = all.count + 2
+        var strtab: [UInt8] = [0]
+        var symtab = [UInt8](repeating: 0, count: 24)
+        let firstGlobal = 1 + (symbols.firstIndex { $0.info >> 4 != 0 } ?? symbols.count)
+        for sym in symbols {
+            let nameOffset = sym.name.isEmpty ? 0 : UInt32(strtab.count)
+            if !sym.name.isEmpty { strtab += Array(sym.name.utf8) + [0] }
+            symtab += le(nameOffset) + [sym.info, 0] + le(sym.shndx) + le(sym.value) + le(sym.size)
+        }
+        all.append(Section(name: ".symtab", type: 2, flags: 0, align: 8, data: symtab, link: UInt32(strtabIndex),
+                           info: UInt32(firstGlobal), entsize: 24))
+        all.append(Section(name: ".strtab", type: 3, flags: 0, align: 1, data: strtab))
+        for target in relocations.keys.sorted() {
+            var data: [UInt8] = []
+            for r in relocations[target]! { data += le(r.offset) + le(UInt64(r.symbol) << 32 | UInt64(r.type)) + le(UInt64(bitPattern: r.addend)) }
+            let o = relaOverrides[target]
+            all.append(Section(name: ".rela" + sections[target - 1].name, type: o?.type ?? 4, flags: 0x40, align: 8, data: data,
+                               link: o?.link ?? UInt32(symtabIndex), info: o?.info ?? UInt32(target), entsize: 24))
+        }
+        var shstrtab: [UInt8] = [0]
+        var nameOffsets: [UInt32] = []
+        for s in all { nameOffsets.append(UInt32(shstrtab.count)); shstrtab += Array(s.name.utf8) + [0] }
+        nameOffsets.append(UInt32(shstrtab.count)); shstrtab += Array(".shstrtab".utf8) + [0]
+        all.append(Section(name: ".shstrtab", type: 3, flags: 0, align: 1, data: shstrtab))
+
+        var file = [UInt8](repeating: 0, count: 64)
+        var offsets: [UInt64] = []
+        for s in all {
+            while file.count % 16 != 0 { file.append(0) }
+            offsets.append(UInt64(file.count))
+            if s.type != 8 { file += s.data }
+        }
+        while file.count % 8 != 0 { file.append(0) }
+        let shoff = UInt64(file.count)
+        file += [UInt8](repeating: 0, count: 64) // null section
+        for (i, s) in all.enumerated() {
+            let size = s.type == 8 ? s.nobitsSize : UInt64(s.data.count)
+            file += le(nameOffsets[i]) + le(s.type) + le(s.flags) + le(UInt64(0)) + le(offsets[i]) + le(size)
+                + le(s.link) + le(s.info) + le(s.align) + le(s.entsize)
+        }
+        let header: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
+            + le(type) + le(UInt16(62)) + le(UInt32(1)) + le(entry) + le(UInt64(0)) + le(shoff)
+            + le(UInt32(0)) + le(UInt16(64)) + le(UInt16(0)) + le(UInt16(0)) + le(UInt16(64))
+            + le(UInt16(all.count + 1)) + le(UInt16(all.count))
+        file.replaceSubrange(0 ..< 64, with: header)
+        return file
+    }
+}
+
+func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    (0 ..< MemoryLayout<T>.size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }
+}
