@@ -42,7 +42,14 @@ public final class LongModeMachine {
         state.pointee.engine = handle
     }
 
-    deinit {
+    private var closed = false
+
+    deinit { close() }
+
+    /// Releases the engine now (deinit does it otherwise); the machine is unusable afterwards.
+    public func close() {
+        guard !closed else { return }
+        closed = true
         uc_close(engine)
         state.pointee.release()
         state.deinitialize(count: 1)

@@ -36,6 +36,18 @@ public struct RunReport: Codable, Sendable {
         public var address: UInt64
     }
 
+    /// Where the time of one run went, in seconds.
+    public struct Timings: Codable, Sendable, Equatable {
+        /// ELF parse excluded: layout, relocation, segments, entry64_regs, digest.
+        public var load: Double = 0
+        /// Engine creation, mapping, copying, page tables, registers.
+        public var setup: Double = 0
+        public var emulation: Double = 0
+        /// uc_close.
+        public var teardown: Double = 0
+        public var total: Double { load + setup + emulation + teardown }
+    }
+
     public var file: String
     public var verdict: Verdict
     public var expected: Verdict
@@ -58,18 +70,17 @@ public struct RunReport: Codable, Sendable {
     public var fault: FaultInfo?
     public var tamper: TamperInfo?
     public var diagnostics: [String]
-    public var seconds: Double
-    public var emulationSeconds: Double
+    public var timings = Timings()
     public var megabytesPerSecond: Double?
 
     public var isExpected: Bool { verdict == expected }
 
     enum CodingKeys: String, CodingKey {
-        case file, verdict, expected, message, seed, loader, entry, segments, instructions, budget, fault, tamper, diagnostics, seconds
+        case file, verdict, expected, message, seed, loader, entry, segments, instructions, budget, fault, tamper, diagnostics, timings
         case kernelLog = "kernel_log", entryRule = "entry_rule", loadAddress = "load_address"
         case purgatorySize = "purgatory_size", bufAlign = "buf_align", entrySource = "entry_source"
         case crossCheckInstructions = "cross_check_instructions", bytesHashed = "bytes_hashed"
-        case instructionsPerByte = "instructions_per_byte", emulationSeconds = "emulation_seconds"
+        case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
     }
 }

@@ -47,8 +47,7 @@ public struct Scenario: Sendable {
     static let kernelEntryOffset: UInt64 = 0x200
 
     public func run() throws(HarnessError) -> RunReport {
-        let clock = ContinuousClock()
-        let began = clock.now
+        var lap = Stopwatch()
         let loader = KexecFileLoader(file: file, entryRule: entryRule)
         let layout = loader.setupBuffer()
         let address = try chooseLoadAddress(layout)
@@ -56,15 +55,14 @@ public struct Scenario: Sendable {
             file: file.name, verdict: .loadError, expected: tamper ? .rejectedDigest : .verified, message: "",
             kernelLog: [], seed: seed, loader: "kexec-file", entryRule: entryRule.rawValue, loadAddress: address,
             purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: 0, entrySource: "", segments: [],
-            instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [], seconds: 0, emulationSeconds: 0)
-        defer { _ = report }
+            instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [])
 
         // Load as kexec_load_purgatory does; a refusal is the verdict.
         var purgatory: LoadedPurgatory
         do throws(LoadFailure) {
             purgatory = try loader.load(at: address)
         } catch {
-            return try refused(error, &report, began, clock)
+            return try refused(error, &report, &lap)
         }
         report.entry = purgatory.entry
         report.entrySource = purgatory.entrySource
@@ -84,18 +82,18 @@ public struct Scenario: Sendable {
             expectedRegisters = try writeEntryRegisters(&purgatory, bootParams: bootParams.start, kernel: kernel.start)
             try storeDigest(&purgatory, segments)
         } catch {
-            return try refused(error, &report, began, clock)
+            return try refused(error, &report, &lap)
         }
         report.bytesHashed = segments.reduce(0) { $0 + $1.memsz }
         let budget = self.budget ?? 1_000_000 + 256 * report.bytesHashed
         report.budget = budget
         if tamper { report.tamper = Self.tamper(&segments, seed) }
+        report.timings.load = lap.split()
 
         // The machine: purgatory, segments, control page and page tables; then run.
-        let outcome: RunOutcome, registers: GeneralRegisters, disassembly: (UInt64) -> Instruction?
-        let emulationStart: ContinuousClock.Instant
         do throws(MachineError) {
             let machine = try LongModeMachine()
+            defer { machine.close() }
             try machine.map("purgatory", at: address, size: layout.segmentSize)
             try machine.write(purgatory.buffer, at: address)
             for segment in segments {
@@ -105,24 +103,28 @@ public struct Scenario: Sendable {
             try machine.map("harness", at: harness.start, size: harness.memsz)
             let cr3 = try machine.installIdentityPaging(at: harness.start + pageSize)
             try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: harness.start + pageSize - 8)
-            emulationStart = clock.now
-            outcome = try machine.run(until: kernel.start + Self.kernelEntryOffset, budget: budget, counting: counting,
-                                      timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
-            report.emulationSeconds = (clock.now - emulationStart).seconds
-            registers = outcome.registers
+            report.timings.setup = lap.split()
+
+            let outcome = try machine.run(until: kernel.start + Self.kernelEntryOffset, budget: budget, counting: counting,
+                                          timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
+            report.timings.emulation = lap.split()
+
             let decoder = Disassembler()
-            disassembly = { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
             report.instructions = exactCount(outcome, machine: machine, decoder: decoder)
+            report.crossCheckInstructions = outcome.crossCheckInstructions
+            judge(outcome, outcome.registers, expectedRegisters, purgatory.addressMap(),
+                  { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } },
+                  &report)
+            lap.split()  // reporting work is nobody's phase
+            machine.close()
+            report.timings.teardown = lap.split()
         } catch {
             throw .machine(error)
         }
-        report.crossCheckInstructions = outcome.crossCheckInstructions
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
-        if report.emulationSeconds > 0 {
-            report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.emulationSeconds
+        if report.timings.emulation > 0 {
+            report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
         }
-        judge(outcome, registers, expectedRegisters, purgatory.addressMap(), disassembly, &report)
-        report.seconds = (clock.now - began).seconds
         return report
     }
 
@@ -211,15 +213,15 @@ public struct Scenario: Sendable {
         return outcome.instructions - UInt64(block.instructions) + UInt64(ran)
     }
 
-    private func refused(_ failure: LoadFailure, _ report: inout RunReport, _ began: ContinuousClock.Instant,
-                         _ clock: ContinuousClock) throws(HarnessError) -> RunReport {
+    private func refused(_ failure: LoadFailure, _ report: inout RunReport,
+                         _ lap: inout Stopwatch) throws(HarnessError) -> RunReport {
         switch failure {
         case .malformed(let error): throw HarnessError(error)
         case .refused(let error):
             report.verdict = .loadError
             report.message = error.message
             report.kernelLog = error.log
-            report.seconds = (clock.now - began).seconds
+            report.timings.load = lap.split()
             return report
         }
     }
@@ -227,6 +229,18 @@ public struct Scenario: Sendable {
 
 func littleEndian(_ value: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+/// Consecutive lap times on the monotonic clock.
+struct Stopwatch {
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant
+    init() { last = clock.now }
+
+    /// Seconds since the previous split (or creation).
+    @discardableResult
+    mutating func split() -> Double {
+        let now = clock.now
+        defer { last = now }
+        let d = now - last
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
 }

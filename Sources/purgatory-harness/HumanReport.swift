@@ -24,9 +24,11 @@ enum HumanReport {
             count += ", \(grouped(r.bytesHashed)) bytes hashed"
             if let ipb = r.instructionsPerByte { count += String(format: ", %.2f instructions/byte", ipb) }
             row("instructions", count)
-            var time = String(format: "%.1f ms (emulation %.1f ms", r.seconds * 1e3, r.emulationSeconds * 1e3)
-            if let mbps = r.megabytesPerSecond { time += String(format: ", %.1f MB/s hashed", mbps) }
-            row("time", time + ")")
+            let t = r.timings
+            var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f",
+                              t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3)
+            if let mbps = r.megabytesPerSecond { time += String(format: " (%.1f MB/s hashed)", mbps) }
+            row("time", time)
         }
         return lines.joined(separator: "\n")
     }

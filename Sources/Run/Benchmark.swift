@@ -1,0 +1,83 @@
+import Crypto
+import ELF
+import Machine
+
+/// Speed measured side by side in one process, so the ratios mean something on a noisy machine.
+public struct Benchmark: Sendable {
+    public var file: ELFFile
+    /// Bytes in the throughput scenario's kernel segment.
+    public var throughputBytes = 4 << 20
+    /// Passes per counting mode; the fastest of each is kept.
+    public var repeats = 3
+    /// Runs of the small default scenario for setup, teardown and placements per second.
+    public var smallRuns = 300
+
+    public init(file: ELFFile) { self.file = file }
+
+    public struct Result: Sendable {
+        public var bytes: UInt64
+        public var exactMBps: Double
+        public var offMBps: Double
+        public var hostMBps: Double
+        public var exactInstructions: UInt64
+        public var smallRuns: Int
+        public var smallBytes: UInt64
+        public var load: Double
+        public var setup: Double
+        public var teardown: Double
+        public var perRun: Double
+        /// Throughput lost to counting: 1 - exact / off.
+        public var countingCost: Double { 1 - exactMBps / offMBps }
+    }
+
+    public func run() throws(HarnessError) -> Result {
+        // Throughput: the same large verification with the block hook and with no hooks, interleaved.
+        var big = Scenario(file: file, seed: 0xbe_4c4)
+        big.loadAddress = 0x70_0000_0000
+        big.segments.kernelSize = throughputBytes
+        big.segments.kernelMemsz = throughputBytes
+        big.segments.initrdSize = 0
+        var best: [LongModeMachine.Counting: Double] = [:]
+        var bytes: UInt64 = 0, exactInstructions: UInt64 = 0
+        for _ in 0 ..< repeats {
+            for mode in [LongModeMachine.Counting.exact, .off] {
+                big.counting = mode
+                let report = try big.run()
+                guard report.verdict == .verified else {
+                    throw .badInput("bench: \(file.name) did not verify (\(report.verdict.rawValue): \(report.message))")
+                }
+                bytes = report.bytesHashed
+                if mode == .exact { exactInstructions = report.instructions }
+                best[mode] = min(best[mode] ?? .infinity, report.timings.emulation)
+            }
+        }
+
+        // The host's SHA-256 of the same number of bytes, timed the same way (best of several).
+        let data = [UInt8](repeating: 0xa5, count: Int(bytes))
+        var hostBest = Double.infinity
+        for _ in 0 ..< max(repeats, 5) {
+            var lap = Stopwatch()
+            var hasher = SHA256()
+            hasher.update(data: data)
+            let digest = hasher.finalize()
+            hostBest = min(hostBest, lap.split())
+            precondition(digest.description.count > 0)
+        }
+
+        // Per-run costs on the small default scenario, at a new address each time.
+        var load = 0.0, setup = 0.0, teardown = 0.0, total = 0.0, smallBytes: UInt64 = 0
+        for i in 0 ..< smallRuns {
+            let report = try Scenario(file: file, seed: UInt64(i)).run()
+            load += report.timings.load
+            setup += report.timings.setup
+            teardown += report.timings.teardown
+            total += report.timings.total
+            smallBytes = report.bytesHashed
+        }
+        let n = Double(smallRuns)
+        return Result(bytes: bytes, exactMBps: Double(bytes) / 1e6 / best[.exact]!, offMBps: Double(bytes) / 1e6 / best[.off]!,
+                      hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions,
+                      smallRuns: smallRuns, smallBytes: smallBytes,
+                      load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n)
+    }
+}
