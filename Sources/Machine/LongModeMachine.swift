@@ -1,4 +1,7 @@
 import CUnicorn
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An x86-64 machine in the state relocate_kernel hands to the purgatory:
 /// long mode, identity paging over exactly the memory the harness mapped,
@@ -24,7 +27,8 @@ public final class LongModeMachine {
         case exact
         /// `exact` plus a per-instruction hook counting the same thing independently.
         case crossCheck = "cross-check"
-        /// No counting hooks: for measuring their cost. No budget, no spin detection.
+        /// No counting hooks: for measuring their cost. No budget and no spin detection,
+        /// so a wall-clock timeout always applies (`run` uses 10 s when given none).
         case off
     }
 
@@ -51,6 +55,8 @@ public final class LongModeMachine {
         guard !closed else { return }
         closed = true
         uc_close(engine)
+        for (pointer, size) in backing { munmap(pointer, size) }
+        backing = []
         state.pointee.release()
         state.deinitialize(count: 1)
         state.deallocate()
@@ -58,8 +64,13 @@ public final class LongModeMachine {
 
     // MARK: Memory
 
-    /// Maps zeroed RAM; page-aligned, non-overlapping, below the paging limit.
-    public func map(_ name: String, at start: UInt64, size: UInt64) throws(MachineError) {
+    /// Host memory behind each region (mmap'd, so untouched pages cost nothing), released by `close`.
+    private var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
+
+    /// Maps zeroed RAM holding `contents` at its start; page-aligned, non-overlapping, below the
+    /// paging limit. The bytes are placed in host memory before Unicorn sees it: no uc_mem_write,
+    /// whose per-page code invalidation dominated the cost of a run's setup.
+    public func map(_ name: String, at start: UInt64, size: UInt64, contents: [UInt8] = []) throws(MachineError) {
         let what = "map \(name) [\(hex(start)), +\(hex(size)))"
         guard start % 0x1000 == 0, size % 0x1000 == 0, size > 0 else {
             throw MachineError(operation: what, reason: "not page-aligned")
@@ -70,8 +81,18 @@ public final class LongModeMachine {
         if let other = regions.first(where: { start < $0.end && $0.start < start + size }) {
             throw MachineError(operation: what, reason: "overlaps \(other.name)")
         }
-        let err = uc_mem_map(engine, start, Int(size), UInt32(UC_PROT_ALL.rawValue))
-        guard err == UC_ERR_OK else { throw MachineError(operation: what, reason: Self.text(err)) }
+        guard contents.count <= Int(size) else { throw MachineError(operation: what, reason: "\(contents.count) bytes do not fit") }
+        guard let host = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              host != MAP_FAILED else {
+            throw MachineError(operation: what, reason: "host mmap failed (errno \(errno))")
+        }
+        contents.withUnsafeBytes { host.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let err = uc_mem_map_ptr(engine, start, Int(size), UInt32(UC_PROT_ALL.rawValue), host)
+        guard err == UC_ERR_OK else {
+            munmap(host, Int(size))
+            throw MachineError(operation: what, reason: Self.text(err))
+        }
+        backing.append((host, Int(size)))
         regions.append(Region(name: name, start: start, size: size))
     }
 
@@ -99,6 +120,24 @@ public final class LongModeMachine {
     /// one PML4, one PDPT per 512 GiB in use, 1 GiB leaves over every GiB a region touches.
     /// Returns the CR3 value.
     public func installIdentityPaging(at base: UInt64) throws(MachineError) -> UInt64 {
+        try write(identityTables(at: base, covering: regions), at: base)
+        return base
+    }
+
+    /// Maps a region whose page at `start + tablesOffset` onwards holds identity tables covering
+    /// every region mapped so far and this one; one mapping, no later writes. Returns CR3.
+    public func mapWithPageTables(_ name: String, at start: UInt64, size: UInt64,
+                                  tablesOffset: UInt64) throws(MachineError) -> UInt64 {
+        let mine = Region(name: name, start: start, size: size)
+        let tables = identityTables(at: start + tablesOffset, covering: regions + [mine])
+        guard tablesOffset + UInt64(tables.count) <= size else {
+            throw MachineError(operation: "map \(name)", reason: "\(tables.count) bytes of page tables do not fit at offset \(hex(tablesOffset))")
+        }
+        try map(name, at: start, size: size, contents: [UInt8](repeating: 0, count: Int(tablesOffset)) + tables)
+        return start + tablesOffset
+    }
+
+    private func identityTables(at base: UInt64, covering regions: [Region]) -> [UInt8] {
         let slots = Array(Set(regions.flatMap(Self.pml4Slots))).sorted()
         var tables = [UInt64](repeating: 0, count: 512 * (1 + slots.count))
         let present: UInt64 = 0x3 // P | RW
@@ -112,8 +151,7 @@ public final class LongModeMachine {
                 }
             }
         }
-        try write(tables.flatMap { value in (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }, at: base)
-        return base
+        return tables.withUnsafeBytes { Array($0) }  // little-endian host
     }
 
     private static func pml4Slots(_ region: Region) -> [Int] {
@@ -180,7 +218,8 @@ public final class LongModeMachine {
         try add({ ph_hook_add_mem_invalid(engine, $0, invalidMemoryHook, user) }, "invalid-memory")
 
         let start = readRegister(UC_X86_REG_RIP)
-        let err = uc_emu_start(engine, start, sentinel, timeoutMicroseconds, 0)
+        let timeout = counting == .off && timeoutMicroseconds == 0 ? 10_000_000 : timeoutMicroseconds
+        let err = uc_emu_start(engine, start, sentinel, timeout, 0)
         let registers = registers()
         let rip = registers[.rip]
         let s = state.pointee
@@ -200,7 +239,7 @@ public final class LongModeMachine {
                 reason = .reachedSentinel
             } else if let byte = read(at: rip &- 1, count: 1), byte == [0xf4] {
                 reason = .halted(at: rip &- 1)
-            } else if counting == .off && timeoutMicroseconds > 0 {
+            } else if counting == .off {
                 reason = .budgetExhausted
             } else {
                 reason = .emulatorError("emulation ended at \(hex(rip)) with no reason (\(Self.text(err)))")

@@ -15,6 +15,8 @@ struct TraceState {
 
     var engine: OpaquePointer?
     var slots: UnsafeMutablePointer<Slot>
+    /// The slot used by the previous block: loops re-enter the same block, so most lookups end here.
+    var recent: UnsafeMutablePointer<Slot>?
     var mask: Int
     var used: Int = 0
 
@@ -54,6 +56,14 @@ struct TraceState {
     /// The slot for the block at `address` of `bytes` bytes, filled on first sight.
     @inline(__always)
     mutating func slot(_ address: UInt64, _ bytes: UInt32) -> UnsafeMutablePointer<Slot> {
+        if let recent, recent.pointee.address == address, recent.pointee.bytes == bytes { return recent }
+        let found = lookup(address, bytes)
+        recent = found
+        return found
+    }
+
+    @inline(__always)
+    private mutating func lookup(_ address: UInt64, _ bytes: UInt32) -> UnsafeMutablePointer<Slot> {
         var index = TraceState.hash(address) & mask
         while true {
             let slot = slots + index
@@ -73,12 +83,13 @@ struct TraceState {
         used += 1
         if used * 2 > mask + 1 {
             grow()
-            return self.slot(address, bytes)
+            return lookup(address, bytes)
         }
         return slot
     }
 
     private mutating func grow() {
+        recent = nil
         let old = slots, oldCount = mask + 1
         let count = oldCount * 2
         slots = .allocate(capacity: count)

@@ -26,6 +26,9 @@ public struct Benchmark: Sendable {
         public var setup: Double
         public var teardown: Double
         public var perRun: Double
+        /// uc_open + uc_close alone, and with the five regions of a run mapped (no writes).
+        public var engineOnly: Double
+        public var engineAndMaps: Double
         /// Throughput lost to counting: 1 - exact / off.
         public var countingCost: Double { 1 - exactMBps / offMBps }
     }
@@ -75,9 +78,25 @@ public struct Benchmark: Sendable {
             smallBytes = report.bytesHashed
         }
         let n = Double(smallRuns)
+
+        // What an engine costs by itself, and with five page-sized regions mapped.
+        var engineOnly = 0.0, engineAndMaps = 0.0
+        do throws(MachineError) {
+            for i in 0 ..< smallRuns {
+                var lap = Stopwatch()
+                let bare = try LongModeMachine()
+                bare.close()
+                engineOnly += lap.split()
+                let mapped = try LongModeMachine()
+                for r in 0 ..< 5 { try mapped.map("r\(r)", at: UInt64(i % 200 + 1) << 32 + UInt64(r) << 24, size: 0x4000) }
+                mapped.close()
+                engineAndMaps += lap.split()
+            }
+        } catch { throw .machine(error) }
         return Result(bytes: bytes, exactMBps: Double(bytes) / 1e6 / best[.exact]!, offMBps: Double(bytes) / 1e6 / best[.off]!,
                       hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions,
                       smallRuns: smallRuns, smallBytes: smallBytes,
-                      load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n)
+                      load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n,
+                      engineOnly: engineOnly / n, engineAndMaps: engineAndMaps / n)
     }
 }

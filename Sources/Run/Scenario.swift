@@ -94,14 +94,11 @@ public struct Scenario: Sendable {
         do throws(MachineError) {
             let machine = try LongModeMachine()
             defer { machine.close() }
-            try machine.map("purgatory", at: address, size: layout.segmentSize)
-            try machine.write(purgatory.buffer, at: address)
+            try machine.map("purgatory", at: address, size: layout.segmentSize, contents: purgatory.buffer)
             for segment in segments {
-                try machine.map(segment.name, at: segment.start, size: segment.memsz)
-                try machine.write(segment.data, at: segment.start)
+                try machine.map(segment.name, at: segment.start, size: segment.memsz, contents: segment.data)
             }
-            try machine.map("harness", at: harness.start, size: harness.memsz)
-            let cr3 = try machine.installIdentityPaging(at: harness.start + pageSize)
+            let cr3 = try machine.mapWithPageTables("harness", at: harness.start, size: harness.memsz, tablesOffset: pageSize)
             try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: harness.start + pageSize - 8)
             report.timings.setup = lap.split()
 
