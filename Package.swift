@@ -22,16 +22,17 @@ let package = Package(
         .target(name: "Loader", dependencies: ["ELF"]),
         .target(name: "Machine", dependencies: ["CUnicorn"]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
+        .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
         .target(name: "Run", dependencies: [
             "ELF", "Loader", "Machine", "Disassembly",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .executableTarget(name: "purgatory-harness", dependencies: [
-            "Run", "Loader", "ELF",
+            "Run", "Loader", "ELF", "Inspect",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly", "Run",
+            "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ]

@@ -17,16 +17,19 @@ public struct BufferLayout: Equatable, Sendable {
     public var bufsz: UInt64
     public var bssAlign: UInt64
     public var bssSize: UInt64
-    /// bufsz + bss, as the kernel computes it.
+    /// Zeros between the copied bytes and the bss that kexec-tools adds to memsz but not
+    /// to bufsz (the kernel folds them into bufsz instead, so it is 0 there).
+    public var bssPad: UInt64 = 0
+    /// bufsz + bss_pad + bss.
     public var memsz: UInt64
     /// memsz rounded up to a page: the segment's length, and what purgatory occupies in RAM.
     public var segmentSize: UInt64 { kernelAlign(memsz, pageSize) }
 
-    /// kexec_purgatory_setup_kbuf: walk SHF_ALLOC sections in index order.
-    static func compute(_ sections: ArraySlice<SectionHeader>) -> BufferLayout {
+    /// kexec_purgatory_setup_kbuf (or kexec-tools' elf_rel_load): walk SHF_ALLOC sections in index order.
+    static func compute(_ sections: ArraySlice<SectionHeader>, kind: LoaderKind) -> BufferLayout {
         var bufAlign: UInt64 = 1, bssAlign: UInt64 = 1, bufsz: UInt64 = 0, bssSize: UInt64 = 0
         for section in sections where section.isAlloc {
-            let align = section.addralign
+            let align = kind.alignment(section.addralign)
             if section.isNobits {
                 bssAlign = max(bssAlign, align)
                 bssSize = kernelAlign(bssSize, align) &+ section.size
@@ -35,10 +38,20 @@ public struct BufferLayout: Equatable, Sendable {
                 bufsz = kernelAlign(bufsz, align) &+ section.size
             }
         }
-        bufsz = kernelAlign(bufsz, bssAlign)
-        let memsz = bufsz &+ bssSize
+        var bssPad: UInt64 = 0
+        if kind == .kexecTools {
+            bssPad = kernelAlign(bufsz, bssAlign) &- bufsz
+        } else {
+            bufsz = kernelAlign(bufsz, bssAlign)
+        }
+        let memsz = bufsz &+ bssPad &+ bssSize
         bufAlign = max(bufAlign, bssAlign, pageSize)
         return BufferLayout(bufAlign: bufAlign, bufsz: bufsz, bssAlign: bssAlign,
-                            bssSize: bssSize, memsz: memsz)
+                            bssSize: bssSize, bssPad: bssPad, memsz: memsz)
     }
+}
+
+extension LoaderKind {
+    /// The alignment a loader uses for sh_addralign: kexec-tools reads 0 as 1, the kernel does not.
+    func alignment(_ addralign: UInt64) -> UInt64 { self == .kexecTools && addralign == 0 ? 1 : addralign }
 }

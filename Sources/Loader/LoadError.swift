@@ -23,6 +23,9 @@ public struct LoadError: Error, Equatable, CustomStringConvertible, Sendable {
         LoadError(log: ["kexec_file: " + line])
     }
 
+    /// kexec-tools dies with one line on stderr, no prefix.
+    static func kexecTools(_ line: String) -> LoadError { LoadError(log: [line]) }
+
     /// A failure the kernel does not print (it only returns an errno); the text is ours.
     static func silent(_ errno: String, _ reason: String, inPurgatoryLoad: Bool = true) -> LoadError {
         LoadError(log: ["(no kernel message: \(errno)) " + reason] + (inPurgatoryLoad ? [purgatoryFailed] : []))
@@ -56,6 +59,16 @@ public enum LoadFailure: Error, CustomStringConvertible, Sendable {
         switch self {
         case .malformed(let e): e.description
         case .refused(let e): e.description
+        }
+    }
+}
+
+extension LoaderKind {
+    /// A failure this loader reports without a message of its own; the text is ours.
+    func silent(_ errno: String, _ reason: String, inPurgatoryLoad: Bool = true) -> LoadError {
+        switch self {
+        case .kexecFile: .silent(errno, reason, inPurgatoryLoad: inPurgatoryLoad)
+        default: LoadError(log: ["(no \(rawValue) message\(errno.isEmpty ? "" : ": " + errno)) " + reason])
         }
     }
 }

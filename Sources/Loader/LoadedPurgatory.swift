@@ -5,6 +5,7 @@ import ELF
 /// and the entry point. Symbol access follows kexec_purgatory_get_set_symbol.
 public struct LoadedPurgatory: Sendable {
     public let file: ELFFile
+    public let kind: LoaderKind
     public let layout: BufferLayout
     public let loadAddress: UInt64
     /// `layout.bufsz` bytes; the `bssSize` bytes after them (and the page tail) are zero in the segment.
@@ -16,8 +17,29 @@ public struct LoadedPurgatory: Sendable {
     /// How the entry was chosen, for reports ("purgatory_start in .text").
     public internal(set) var entrySource: String
     public internal(set) var diagnostics: [Diagnostic]
+    /// For fully linked images, st_value is a link-time address: the symbol lives at
+    /// st_value + bias, and at st_value - linkBase in the buffer. nil for relocatable objects,
+    /// whose st_value is an offset into the symbol's section.
+    var image: (bias: UInt64, linkBase: UInt64)?
 
     var shnum: Int { Int(file.header.shnum) }
+
+    /// Where a defined symbol ends up in memory.
+    func address(of symbol: Symbol) -> UInt64 {
+        if let image { return symbol.value &+ image.bias }
+        return sections[Int(symbol.shndx)].addr &+ symbol.value
+    }
+
+    /// Where a defined symbol's bytes start in the buffer (before bounds checks).
+    func bufferOffset(of symbol: Symbol) -> (partialValue: UInt64, overflow: Bool) {
+        if let image { return symbol.value.subtractingReportingOverflow(image.linkBase) }
+        return sections[Int(symbol.shndx)].offset.addingReportingOverflow(symbol.value)
+    }
+
+    /// The symbol's offset inside its section.
+    func sectionOffset(of symbol: Symbol) -> UInt64 {
+        image == nil ? symbol.value : symbol.value &- file.sections[Int(symbol.shndx)].addr
+    }
 
     /// kexec_purgatory_find_symbol: the first STB_GLOBAL symbol of that name in any
     /// SHT_SYMTAB; nil if there is none or if it is undefined or has a bad section index.
@@ -34,7 +56,7 @@ public struct LoadedPurgatory: Sendable {
 
     /// kexec_purgatory_get_symbol_addr: section's new address plus st_value.
     public func symbolAddress(_ name: String) -> UInt64? {
-        findSymbol(name).map { sections[Int($0.shndx)].addr &+ $0.value }
+        findSymbol(name).map(address(of:))
     }
 
     /// kexec_purgatory_get_set_symbol with get_value = true.
@@ -50,19 +72,24 @@ public struct LoadedPurgatory: Sendable {
     }
 
     private func symbolBytes(_ name: String, size: Int, verb: String) throws(LoadFailure) -> Range<Int> {
+        let tools = kind == .kexecTools
         guard let symbol = findSymbol(name) else {
-            throw .refused(.silent("-EINVAL", "kexec_purgatory_\(verb)_symbol: no defined global symbol \(name)", inPurgatoryLoad: false))
+            throw .refused(tools ? .kexecTools("Symbol: \(name) not found cannot \(verb)")
+                : kind.silent("-EINVAL", "kexec_purgatory_\(verb)_symbol: no defined global symbol \(name)", inPurgatoryLoad: false))
         }
         guard symbol.size == UInt64(size) else {
-            throw .refused(.kexecFile("symbol \(name) size mismatch: expected \(size) actual \(UInt32(truncatingIfNeeded: symbol.size))"))
+            throw .refused(tools ? .kexecTools("Symbol: \(name) has size: \(symbol.size) not \(size)")
+                : .kexecFile("symbol \(name) size mismatch: expected \(size) actual \(UInt32(truncatingIfNeeded: symbol.size))"))
         }
         let section = sections[Int(symbol.shndx)]
         guard !section.isNobits else {
-            throw .refused(.kexecFile("symbol \(name) is in a bss section. Cannot \(verb)"))
+            throw .refused(tools ? .kexecTools("Symbol: \(name) is in a bss section cannot \(verb)")
+                : .kexecFile("symbol \(name) is in a bss section. Cannot \(verb)"))
         }
         // The kernel trusts st_value; a symbol outside its section would have it scribble elsewhere.
-        let start = section.offset.addingReportingOverflow(symbol.value)
-        guard section.isAlloc, !start.overflow, symbol.value <= section.size, UInt64(size) <= section.size - symbol.value,
+        let start = bufferOffset(of: symbol)
+        let inSection = sectionOffset(of: symbol)
+        guard section.isAlloc, !start.overflow, inSection <= section.size, UInt64(size) <= section.size - inSection,
               start.partialValue + UInt64(size) <= UInt64(buffer.count) else {
             throw .malformed(ELFError(file: file.name, structure: "symbol \(name)",
                 reason: "value \(hex(symbol.value)) size \(size) lies outside section \(section.label) (\(hex(section.size)) bytes)"))
@@ -71,20 +98,23 @@ public struct LoadedPurgatory: Sendable {
     }
 
     /// The base the kernel adds to st_value for a relocation against `symbol`.
-    func relocationBase(of symbol: Symbol) -> Result<UInt64, LoadFailure> {
+    public func relocationBase(of symbol: Symbol, kind: LoaderKind) -> Result<UInt64, LoadFailure> {
         let name = displayName(of: symbol)
+        // kexec-tools' wording for these is not in our reference; it gets the kernel's text, unprefixed.
+        func refuse(_ line: String) -> Result<UInt64, LoadFailure> {
+            .failure(.refused(kind == .kexecTools ? .kexecTools(line) : .kexec(line)))
+        }
         switch symbol.shndx {
-        case ELFConstant.shnUndef: return .failure(.refused(.kexec("Undefined symbol: \(name)")))
-        case ELFConstant.shnCommon: return .failure(.refused(.kexec("symbol '\(name)' in common section")))
+        case ELFConstant.shnUndef: return refuse("Undefined symbol: \(name)")
+        case ELFConstant.shnCommon: return refuse("symbol '\(name)' in common section")
         case ELFConstant.shnAbs: return .success(0)
-        case let index where Int(index) >= shnum:
-            return .failure(.refused(.kexec("Invalid section \(index) for symbol \(name)")))
+        case let index where Int(index) >= shnum: return refuse("Invalid section \(index) for symbol \(name)")
         case let index: return .success(sections[Int(index)].addr)
         }
     }
 
     /// A symbol's name, or its section's name when it has none (section symbols).
-    func displayName(of symbol: Symbol) -> String {
+    public func displayName(of symbol: Symbol) -> String {
         if symbol.nameOffset != 0 { return symbol.name }
         return Int(symbol.shndx) < sections.count ? sections[Int(symbol.shndx)].name : ""
     }
@@ -103,7 +133,7 @@ public struct LoadedPurgatory: Sendable {
                 guard Int(symbol.shndx) < shnum, symbol.shndx != 0 else { continue }
                 let section = sections[Int(symbol.shndx)]
                 guard section.isAlloc else { continue }
-                entries.append(.init(address: section.addr &+ symbol.value, size: symbol.size, name: symbol.name,
+                entries.append(.init(address: address(of: symbol), size: symbol.size, name: symbol.name,
                                      isFunction: symbol.type == 2, sectionEnd: section.addr &+ section.size))
             }
         }

@@ -22,7 +22,7 @@ import ELF
 enum X86_64Relocator {
     /// Applies relocation `type` with computed `value` = S + A at `location` (P).
     /// Returns the bytes to store, little-endian.
-    static func apply(type: UInt32, value: UInt64, place: UInt64) -> Result<[UInt8], LoadError> {
+    static func apply(type: UInt32, value: UInt64, place: UInt64, kind: LoaderKind = .kexecFile) -> Result<[UInt8], LoadError> {
         switch type {
         case X86_64Relocation.none:
             return .success([])
@@ -30,19 +30,20 @@ enum X86_64Relocator {
             return .success(bytes(value, width: 8))
         case X86_64Relocation.r32:
             // Zero-extended 32-bit absolute: the value must fit in 32 bits unsigned.
-            guard value == UInt64(UInt32(truncatingIfNeeded: value)) else { return .failure(overflow(type, value)) }
+            guard value == UInt64(UInt32(truncatingIfNeeded: value)) else { return .failure(overflow(type, value, kind)) }
             return .success(bytes(value, width: 4))
         case X86_64Relocation.r32s:
             // Sign-extended 32-bit absolute: the value must equal its own low 32 bits sign-extended.
             guard Int64(bitPattern: value) == Int64(Int32(truncatingIfNeeded: value)) else {
-                return .failure(overflow(type, value))
+                return .failure(overflow(type, value, kind))
             }
             return .success(bytes(value, width: 4))
         case X86_64Relocation.pc32, X86_64Relocation.plt32:
             // PC-relative, truncated to 32 bits with no overflow check.
             return .success(bytes(value &- place, width: 4))
         default:
-            return .failure(.kexec("Unknown rela relocation: \(type)"))
+            return .failure(kind == .kexecTools ? .kexecTools("Unhandled rela relocation: \(X86_64Relocation.name(type))")
+                                                : .kexec("Unknown rela relocation: \(type)"))
         }
     }
 
@@ -56,8 +57,10 @@ enum X86_64Relocator {
         }
     }
 
-    private static func overflow(_ type: UInt32, _ value: UInt64) -> LoadError {
-        .kexec("Overflow in relocation type \(type) value \(hex(value))")
+    private static func overflow(_ type: UInt32, _ value: UInt64, _ kind: LoaderKind) -> LoadError {
+        kind == .kexecTools
+            ? .kexecTools("overflow in relocation type \(X86_64Relocation.name(type)) val \(String(value, radix: 16))")
+            : .kexec("Overflow in relocation type \(type) value \(hex(value))")
     }
 
     private static func bytes(_ value: UInt64, width: Int) -> [UInt8] {

@@ -2,7 +2,7 @@
 /// (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8–r15, rip).
 public enum Register: Int, CaseIterable, Sendable, CustomStringConvertible {
     case rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15, rip
-    public var description: String { String(describing: Self.names[rawValue]) }
+    public var description: String { Self.names[rawValue] }
     static let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
                         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"]
 }

@@ -4,20 +4,6 @@ import ELF
 import Loader
 import Machine
 
-/// Where the kernel's purgatory keeps the symbols bzImage64_load and
-/// kexec_calculate_store_digests write (Linux's ABI, kexec-purgatory-facts §5, §7).
-public struct PurgatoryABI: Sendable {
-    public var regions = "purgatory_sha_regions"
-    public var digest = "purgatory_sha256_digest"
-    public var registers = "entry64_regs"
-    public var stack = "stack_end"
-    /// Field order of entry64_regs.
-    public var registerOrder: [Register] = Register.allCases
-    public static let kernel = PurgatoryABI()
-    /// KEXEC_SEGMENT_MAX regions of {u64 start, u64 len}.
-    public static let regionCount = 16
-}
-
 /// One run: a purgatory, a load address, the segments, and how to run it.
 public struct Scenario: Sendable {
     public var file: ELFFile
@@ -26,13 +12,19 @@ public struct Scenario: Sendable {
     public var loadAddress: UInt64?
     /// Where random load addresses come from (the purgatory must fit entirely inside).
     public var addressRange: Range<UInt64> = 0x1_0000_0000 ..< LongModeMachine.pagingLimit
+    public var loader: LoaderKind = .kexecFile
     public var entryRule: EntryRule = .symbol
+    /// Values for the purgatory's option symbols (kexec-tools' console_serial…), each written
+    /// with the symbol's own size through the loader's setter.
+    public var symbolValues: [(name: String, value: UInt64)] = []
     public var segments = SegmentPlan()
     public var tamper = false
     /// nil: 1,000,000 + 256 per hashed byte, ample for any SHA-256 that does not loop.
     public var budget: UInt64?
     public var counting: LongModeMachine.Counting = .exact
-    public var abi = PurgatoryABI.kernel
+    /// nil: the loader's own ABI (kernel for kexec-file, kexec-tools for kexec-tools).
+    public var abi: PurgatoryABI?
+    var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {
         self.file = file
@@ -48,12 +40,16 @@ public struct Scenario: Sendable {
 
     public func run() throws(HarnessError) -> RunReport {
         var lap = Stopwatch()
-        let loader = KexecFileLoader(file: file, entryRule: entryRule)
+        let names = effectiveABI.registerOrder
+        guard names.count == Register.allCases.count, Set(names) == Set(Register.allCases.map(\.description)) else {
+            throw .badInput("register order \(names.joined(separator: ",")): must name each of \(Register.allCases.map(\.description).joined(separator: ",")) once")
+        }
+        let loader = AnyLoader(file: file, kind: self.loader, entryRule: entryRule)
         let layout = loader.setupBuffer()
         let address = try chooseLoadAddress(layout)
         var report = RunReport(
             file: file.name, verdict: .loadError, expected: tamper ? .rejectedDigest : .verified, message: "",
-            kernelLog: [], seed: seed, loader: "kexec-file", entryRule: entryRule.rawValue, loadAddress: address,
+            kernelLog: [], seed: seed, loader: self.loader.rawValue, entryRule: loader.entryRule.rawValue, loadAddress: address,
             purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: 0, entrySource: "", segments: [],
             instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [])
 
@@ -81,6 +77,10 @@ public struct Scenario: Sendable {
         do throws(LoadFailure) {
             expectedRegisters = try writeEntryRegisters(&purgatory, bootParams: bootParams.start, kernel: kernel.start)
             try storeDigest(&purgatory, segments)
+            for (name, value) in symbolValues {
+                let size = Int(purgatory.findSymbol(name)?.size ?? 0)
+                try purgatory.setSymbol(name, Array(littleEndian(value).prefix([1, 2, 4, 8].contains(size) ? size : 8)))
+            }
         } catch {
             return try refused(error, &report, &lap)
         }
@@ -138,7 +138,7 @@ public struct Scenario: Sendable {
             return address
         }
         let align = layout.bufAlign
-        let low = kernelAlign(max(addressRange.lowerBound, KexecFileLoader.minimumAddress), align)
+        let low = kernelAlign(max(addressRange.lowerBound, PurgatoryLoader.minimumAddress), align)
         let top = min(addressRange.upperBound, limit)
         guard align & (align - 1) == 0, align < limit, low >= addressRange.lowerBound, top > low,
               top - low >= layout.segmentSize else {
@@ -152,10 +152,11 @@ public struct Scenario: Sendable {
     /// bzImage64_load: read entry64_regs, set rbx, rsi, rip and rsp, write it back.
     private func writeEntryRegisters(_ purgatory: inout LoadedPurgatory, bootParams: UInt64,
                                      kernel: UInt64) throws(LoadFailure) -> GeneralRegisters {
-        let size = abi.registerOrder.count * 8
-        let raw = try purgatory.getSymbol(abi.registers, size: size)
+        let abi = effectiveABI
+        let order = abi.registerOrder.compactMap { name in Register.allCases.first { $0.description == name } }
+        let raw = try purgatory.getSymbol(abi.registers, size: order.count * 8)
         var registers = GeneralRegisters()
-        for (i, register) in abi.registerOrder.enumerated() {
+        for (i, register) in order.enumerated() {
             registers[register] = raw[i * 8 ..< i * 8 + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) }
         }
         registers[.rbx] = 0
@@ -165,13 +166,14 @@ public struct Scenario: Sendable {
             throw .refused(LoadError(log: ["kexec-bzImage64: Could not find address of symbol \(abi.stack)"]))
         }
         registers[.rsp] = stack
-        try purgatory.setSymbol(abi.registers, abi.registerOrder.flatMap { littleEndian(registers[$0]) })
+        try purgatory.setSymbol(abi.registers, order.flatMap { littleEndian(registers[$0]) })
         return registers
     }
 
     /// kexec_calculate_store_digests: SHA-256 over every segment but the purgatory's own,
     /// then the region table and the digest written into the purgatory.
     private func storeDigest(_ purgatory: inout LoadedPurgatory, _ segments: [Segment]) throws(LoadFailure) {
+        let abi = effectiveABI
         var hasher = SHA256()
         var regions: [UInt8] = []
         for segment in segments {

@@ -32,8 +32,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Drawn load addresses keep the purgatory below this address (at most 2^40).")
     var maxAddress = Quantity(argument: "1T")!
 
-    @Option(help: "How the loader picks the entry point: symbol (purgatory_start) or e_entry.")
-    var entryRule: EntryRule = .symbol
+    @OptionGroup var loading: LoaderOptions
+
+    @Option(name: .customLong("set"), help: "Write VALUE into the purgatory's global NAME (its own size), e.g. console_serial=1.")
+    var assignments: [SymbolAssignment] = []
 
     @Option(help: "Use this file's bytes as the kernel segment.")
     var kernel: String?
@@ -78,7 +80,10 @@ struct RunCommand: ParsableCommand {
         var scenario = Scenario(file: file, seed: seed?.value ?? UInt64.random(in: 0 ... UInt64.max))
         scenario.loadAddress = loadAddress?.value
         scenario.addressRange = minAddress.value ..< maxAddress.value
-        scenario.entryRule = entryRule
+        scenario.loader = loading.loader
+        scenario.entryRule = loading.entryRule
+        scenario.abi = loading.resolvedABI
+        scenario.symbolValues = assignments.map { ($0.name, $0.value) }
         scenario.tamper = tamper
         scenario.budget = budget?.value
         scenario.counting = crossCheck ? .crossCheck : .exact

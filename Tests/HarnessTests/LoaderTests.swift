@@ -16,8 +16,8 @@ import Testing
         return b
     }
 
-    static func loader(_ b: ELFBuilder, rule: EntryRule = .symbol) throws -> KexecFileLoader {
-        KexecFileLoader(file: try ELFFile(bytes: b.build(), name: "crafted.ro"), entryRule: rule)
+    static func loader(_ b: ELFBuilder, rule: EntryRule = .symbol) throws -> PurgatoryLoader {
+        PurgatoryLoader(file: try ELFFile(bytes: b.build(), name: "crafted.ro"), entryRule: rule)
     }
 
     static func refusal(_ b: ELFBuilder, at address: UInt64 = load) throws -> LoadError? {
@@ -209,7 +209,7 @@ import Testing
         let file = try Fixtures.reference()
         let address: UInt64 = 0x7_4321_0000
         for rule in EntryRule.allCases {
-            let loaded = try KexecFileLoader(file: file, entryRule: rule).load(at: address)
+            let loaded = try PurgatoryLoader(file: file, entryRule: rule).load(at: address)
             #expect(loaded.entry == address + file.header.entry)
             #expect(loaded.symbolAddress("purgatory_start") == loaded.entry)
             #expect(loaded.addressMap().symbolize(loaded.entry) == "purgatory_start")

@@ -8,21 +8,37 @@ public enum EntryRule: String, CaseIterable, Sendable {
     case eEntry = "e_entry"
 }
 
-/// The kexec_file_load purgatory loader, phase by phase as in kernel/kexec_file.c:
+/// Which program loads the purgatory, and so which rules and messages apply.
+public enum LoaderKind: String, CaseIterable, Sendable {
+    /// The kernel's kexec_file_load (kernel/kexec_file.c, arch/x86/kernel/machine_kexec_64.c).
+    case kexecFile = "kexec-file"
+    /// kexec-tools' user-space loader for kexec_load (kexec/kexec-elf-rel.c): ALIGN 0 is 1, a bss pad,
+    /// the e_entry rule, fatal messages of its own.
+    case kexecTools = "kexec-tools"
+    /// A fully linked ET_DYN/ET_EXEC purgatory copied by its PT_LOAD segments (see `ImageLoader`).
+    case image
+}
+
+/// The relocatable-purgatory loaders, phase by phase as in kernel/kexec_file.c:
 /// size the buffer (`setupBuffer`), place it (the caller's address, checked by
 /// `checkPlacement`), give sections their new addresses and find the entry
 /// (`setupSectionHeaders`), then apply relocations (`applyRelocations`).
-public struct KexecFileLoader: Sendable {
+/// kexec-tools differs in a few named places, each marked `kind == .kexecTools`.
+public struct PurgatoryLoader: Sendable {
     public let file: ELFFile
+    public let kind: LoaderKind
+    /// Only the kernel has a choice; kexec-tools always uses the e_entry rule.
     public let entryRule: EntryRule
     /// kexec_add_buffer's lower bound for the purgatory on x86-64.
     public static let minimumAddress: UInt64 = 0x3000
     /// Larger buffers are refused as an allocation failure (alignments can inflate bufsz far past the file).
     public static let maximumBufferSize: UInt64 = 1 << 30
 
-    public init(file: ELFFile, entryRule: EntryRule = .symbol) {
+    public init(file: ELFFile, kind: LoaderKind = .kexecFile, entryRule: EntryRule = .symbol) {
+        precondition(kind != .image, "fully linked images load through ImageLoader")
         self.file = file
-        self.entryRule = entryRule
+        self.kind = kind
+        self.entryRule = kind == .kexecTools ? .eEntry : entryRule
     }
 
     /// The sections the kernel walks: the first e_shnum headers, exactly as written.
@@ -30,22 +46,43 @@ public struct KexecFileLoader: Sendable {
     var shnum: Int { Int(file.header.shnum) }
 
     /// Phase 1, kexec_purgatory_setup_kbuf.
-    public func setupBuffer() -> BufferLayout { BufferLayout.compute(kernelSections) }
+    public func setupBuffer() -> BufferLayout { BufferLayout.compute(kernelSections, kind: kind) }
 
     /// Loads the purgatory for a buffer placed at `address`.
     public func load(at address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
         guard file.header.fileType == .relocatable else {
             throw .malformed(ELFError(file: file.name, structure: "ELF header",
-                reason: "e_type \(file.header.type) is not ET_REL: the kexec_file loader takes a relocatable purgatory.ro"))
+                reason: "e_type \(file.header.type) is not ET_REL: the \(kind.rawValue) loader takes a relocatable purgatory.ro (try --loader image)"))
         }
         let layout = setupBuffer()
-        guard layout.bufsz <= KexecFileLoader.maximumBufferSize else {
+        guard layout.bufsz <= PurgatoryLoader.maximumBufferSize else {
             throw .refused(.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes; vzalloc cannot provide it"))
         }
         do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
         var loaded = try setupSectionHeaders(layout: layout, address: address)
         try applyRelocations(&loaded)
         return loaded
+    }
+
+    /// Phases 1 and 2 only: sections placed for `address`, entry chosen, nothing relocated.
+    /// `inspect` uses it to reason about relocations without being stopped by the first refusal.
+    public func placeSections(at address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
+        let layout = setupBuffer()
+        guard layout.bufsz <= PurgatoryLoader.maximumBufferSize else {
+            throw .refused(kind.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes"))
+        }
+        do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
+        return try setupSectionHeaders(layout: layout, address: address)
+    }
+
+    /// The relocation sections the loader applies, with their target, in its order
+    /// (SHT_RELA with in-range sh_info/sh_link and an SHF_ALLOC target).
+    public func appliedRelocationSections() -> [(relocations: SectionHeader, target: SectionHeader)] {
+        kernelSections.compactMap { section in
+            guard section.type == ELFConstant.shtRela, Int(section.info) < shnum, Int(section.link) < shnum,
+                  file.sections[Int(section.info)].isAlloc else { return nil }
+            return (section, file.sections[Int(section.info)])
+        }
     }
 
     /// The caller chose the address; make sure the kernel could have chosen it.
@@ -59,7 +96,7 @@ public struct KexecFileLoader: Sendable {
             throw ELFError(file: file.name, structure: what,
                            reason: "not aligned to the purgatory's buf_align \(hex(layout.bufAlign))")
         }
-        guard address >= KexecFileLoader.minimumAddress else {
+        guard address >= PurgatoryLoader.minimumAddress else {
             throw ELFError(file: file.name, structure: what, reason: "below the kernel's minimum 0x3000 for the purgatory")
         }
         guard address.addingReportingOverflow(layout.segmentSize).overflow == false else {
@@ -78,11 +115,11 @@ public struct KexecFileLoader: Sendable {
         var start = eEntry
         var entrySections: [Int] = []
         var offset: UInt64 = 0
-        var bssAddress = address &+ layout.bufsz
+        var bssAddress = address &+ layout.bufsz &+ layout.bssPad
 
         for index in kernelSections.indices where sections[index].isAlloc {
             let original = sections[index]
-            let align = original.addralign
+            let align = kind.alignment(original.addralign)
             if original.isNobits {
                 bssAddress = kernelAlign(bssAddress, align)
                 sections[index].addr = bssAddress
@@ -105,13 +142,13 @@ public struct KexecFileLoader: Sendable {
         }
 
         let names = entrySections.map { sections[$0].name }
-        if entrySections.count > 1 {
+        if entrySections.count > 1 && kind == .kexecFile {
             let message = "WARN_ON in kexec_purgatory_setup_sechdrs: e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")); the first one, \(names[0]), sets the entry"
             diagnostics.append(Diagnostic(kind: entryRule == .eEntry ? .kernelWarning : .lint,
                                           message: entryRule == .eEntry ? message : "with the e_entry rule: " + message))
         }
 
-        var loaded = LoadedPurgatory(file: file, layout: layout, loadAddress: address, buffer: buffer,
+        var loaded = LoadedPurgatory(file: file, kind: kind, layout: layout, loadAddress: address, buffer: buffer,
                                      sections: sections, entry: start, entrySource: "", diagnostics: diagnostics)
         let fromEEntry = entrySections.first.map { "e_entry \(hex(eEntry)) in \(sections[$0].name)" }
             ?? "e_entry \(hex(eEntry)) unrelocated: no executable section contains it"
@@ -131,12 +168,13 @@ public struct KexecFileLoader: Sendable {
         for relocationSection in kernelSections {
             guard relocationSection.type == ELFConstant.shtRela || relocationSection.type == ELFConstant.shtRel else { continue }
             guard Int(relocationSection.info) < shnum, Int(relocationSection.link) < shnum else {
-                throw .refused(.silent("-ENOEXEC", "relocation section \(relocationSection.label): sh_info \(relocationSection.info) or sh_link \(relocationSection.link) is not below e_shnum \(shnum)"))
+                throw .refused(kind.silent("-ENOEXEC", "relocation section \(relocationSection.label): sh_info \(relocationSection.info) or sh_link \(relocationSection.link) is not below e_shnum \(shnum)"))
             }
             let target = loaded.sections[Int(relocationSection.info)]
             guard target.isAlloc else { continue }
             guard relocationSection.type == ELFConstant.shtRela else {
-                throw .refused(.kexec("REL relocation unsupported."))
+                throw .refused(kind == .kexecFile ? .kexec("REL relocation unsupported.")
+                               : kind.silent("", "SHT_REL section \(relocationSection.label): kexec-tools' x86-64 REL handling is not modelled"))
             }
             try applyRela(relocationSection, to: target, in: &loaded)
         }
@@ -157,11 +195,11 @@ public struct KexecFileLoader: Sendable {
                     reason: "symbol index \(relocation.symbolIndex) is outside \(symtab.label) (\(symbols.count) symbols)"))
             }
             let symbol = symbols[relocation.symbolIndex]
-            let base = try loaded.relocationBase(of: symbol).get()
+            let base = try loaded.relocationBase(of: symbol, kind: kind).get()
             let value = symbol.value &+ base &+ UInt64(bitPattern: relocation.addend)
             let place = target.addr &+ relocation.offset
             let patch: [UInt8]
-            switch X86_64Relocator.apply(type: relocation.type, value: value, place: place) {
+            switch X86_64Relocator.apply(type: relocation.type, value: value, place: place, kind: kind) {
             case .failure(let refusal): throw .refused(refusal)
             case .success(let bytes): patch = bytes
             }
