@@ -37,6 +37,7 @@ public struct Inspection: Codable, Sendable {
     public struct Range: Codable, Sendable, Equatable {
         public var low: UInt64
         public var high: UInt64
+        public init(low: UInt64, high: UInt64) { self.low = low; self.high = high }
     }
     public struct Lint: Codable, Sendable {
         public var kind: String

@@ -16,6 +16,9 @@ public struct Inspector: Sendable {
         self.abi = abi ?? .default(for: kind)
     }
 
+    /// x86-64 physical addresses have at most 52 bits: the kernel can place nothing higher.
+    public static let physicalLimit: UInt64 = 1 << 52
+
     /// GOT- and PLT-relative types: they need a table no purgatory loader builds.
     static let tableRelative: Set<UInt32> = [3, 9, 25, 26, 27, 28, 29, 30, 31, 41, 42]
 
@@ -65,7 +68,7 @@ public struct Inspector: Sendable {
         case .relocatable(let l):
             try predictRange(l, layout: layout, lowest: lowest, into: &report)
         case .image:
-            report.loadsCleanly = report.loadError == nil ? [.init(low: lowest, high: UInt64.max - layout.segmentSize + 1)] : []
+            report.loadsCleanly = report.loadError == nil ? [.init(low: lowest, high: Self.physicalLimit - layout.segmentSize)] : []
         }
         try lint(&report, placed: placed)
         return report
@@ -117,7 +120,7 @@ public struct Inspector: Sendable {
     private func predictRange(_ loader: PurgatoryLoader, layout: BufferLayout, lowest: UInt64,
                               into report: inout Inspection) throws(ELFError) {
         let align = layout.bufAlign
-        let domain = AddressSet(ranges: [lowest ... (UInt64.max - layout.segmentSize + 1)])
+        let domain = AddressSet(ranges: [lowest ... (Self.physicalLimit - layout.segmentSize)])
         var valid = domain
         let probe: LoadedPurgatory
         do throws(LoadFailure) { probe = try loader.placeSections(at: lowest) } catch {
