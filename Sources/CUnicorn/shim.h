@@ -45,3 +45,7 @@ static inline uc_err ph_ctl_request_cache(uc_engine *uc, uint64_t address, uc_tb
 static inline uc_err ph_ctl_remove_cache(uc_engine *uc, uint64_t begin, uint64_t end) {
     return uc_ctl_remove_cache(uc, begin, end);
 }
+
+static inline uc_err ph_ctl_set_cpu_model(uc_engine *uc, int model) {
+    return uc_ctl_set_cpu_model(uc, model);
+}

@@ -30,6 +30,10 @@ public struct ControlState: Equatable, Sendable {
 
     /// A running kernel's CR0 (PG|AM|WP|NE|ET|MP|PE) minus AM, WP, TS and EM, plus PG|PE;
     /// CR4 = PAE only (so OSFXSR is clear); EFER as the kernel ran it (SCE|LME|LMA|NXE);
-    /// RFLAGS with IF and DF clear.
+    /// RFLAGS with IF and DF clear. Unicorn 2.0.1 ignores SCE and NXE (measured), so
+    /// `controlState()` reads EFER back as 0x500 (`asUnicornKeepsIt`).
     public static let kexecEntry = ControlState(cr0: 0x8000_0033, cr4: 0x20, efer: 0xd01, rflags: 0x2)
+
+    /// What Unicorn 2.0.1 holds after being given `kexecEntry`: EFER without SCE and NXE.
+    public static let asUnicornKeepsIt = ControlState(cr0: 0x8000_0033, cr4: 0x20, efer: 0x500, rflags: 0x2)
 }

@@ -10,7 +10,9 @@ struct TraceState {
         var bytes: UInt32 = 0
         var instructions: UInt32 = 0
         var executions: UInt64 = 0
-        var spins: Bool = false
+        /// For a block of only nop/pause and at most a direct jmp: where it always goes next
+        /// (.max otherwise). A cycle of such blocks can never end.
+        var next: UInt64 = .max
     }
 
     var engine: OpaquePointer?
@@ -79,7 +81,7 @@ struct TraceState {
             requestCacheFailed = true
         }
         slot.pointee = Slot(address: address, bytes: bytes, instructions: UInt32(tb.icount), executions: 0,
-                            spins: TraceState.isSpin(engine, address, bytes))
+                            next: TraceState.inertSuccessor(engine, address, bytes) ?? .max)
         used += 1
         if used * 2 > mask + 1 {
             grow()
@@ -103,27 +105,52 @@ struct TraceState {
         old.deallocate()
     }
 
-    /// A block that can never leave itself and changes nothing: any number of
-    /// `nop` (90) or `pause` (F3 90) followed by `jmp` (EB rel8 / E9 rel32) back to its start.
-    static func isSpin(_ engine: OpaquePointer?, _ address: UInt64, _ bytes: UInt32) -> Bool {
-        guard bytes >= 2, bytes <= 32 else { return false }
+    /// Any slot for the block starting at `address` (whatever its size), if seen.
+    func anySlot(_ address: UInt64) -> UnsafeMutablePointer<Slot>? {
+        var index = TraceState.hash(address) & mask
+        while slots[index].address != .max {
+            if slots[index].address == address { return slots + index }
+            index = (index + 1) & mask
+        }
+        return nil
+    }
+
+    /// True when following inert blocks from `slot` comes back to it: `jmp .`, or
+    /// `1: pause; jmp 1b`, which QEMU splits into two blocks at the pause.
+    func isInertCycle(_ slot: UnsafeMutablePointer<Slot>) -> Bool {
+        var next = slot.pointee.next
+        for _ in 0 ..< 8 {
+            if next == .max { return false }
+            if next == slot.pointee.address { return true }
+            guard let following = anySlot(next) else { return false }
+            next = following.pointee.next
+        }
+        return false
+    }
+
+    /// Where an inert block goes next: a block of nop (90) and pause (F3 90) only, ending in
+    /// `jmp rel8/rel32` (its target) or in nothing (QEMU ends blocks after pause: the next byte).
+    /// nil for any block that does something.
+    static func inertSuccessor(_ engine: OpaquePointer?, _ address: UInt64, _ bytes: UInt32) -> UInt64? {
+        guard bytes >= 1, bytes <= 32 else { return nil }
         var code = [UInt8](repeating: 0, count: Int(bytes))
-        guard uc_mem_read(engine, address, &code, Int(bytes)) == UC_ERR_OK else { return false }
+        guard uc_mem_read(engine, address, &code, Int(bytes)) == UC_ERR_OK else { return nil }
         var i = 0
         while i < code.count {
             if code[i] == 0x90 { i += 1; continue }
             if code[i] == 0xf3, i + 1 < code.count, code[i + 1] == 0x90 { i += 2; continue }
             break
         }
-        let end = Int64(bytes)
+        let end = address &+ UInt64(bytes)
+        if i == code.count { return end }
         if i + 2 == code.count, code[i] == 0xeb {
-            return end + Int64(Int8(bitPattern: code[i + 1])) == 0
+            return end &+ UInt64(bitPattern: Int64(Int8(bitPattern: code[i + 1])))
         }
         if i + 5 == code.count, code[i] == 0xe9 {
             let rel = Int32(bitPattern: UInt32(code[i + 1]) | UInt32(code[i + 2]) << 8 | UInt32(code[i + 3]) << 16 | UInt32(code[i + 4]) << 24)
-            return end + Int64(rel) == 0
+            return end &+ UInt64(bitPattern: Int64(rel))
         }
-        return false
+        return nil
     }
 }
 
@@ -139,7 +166,7 @@ let blockHook: ph_block_cb = { engine, address, size, user in
         return
     }
     let slot = state.pointee.slot(address, size)
-    if slot.pointee.spins {
+    if slot.pointee.next != .max, state.pointee.isInertCycle(slot) {
         state.pointee.stopped = true
         state.pointee.stop = .spin
         state.pointee.stopAddress = address
@@ -147,17 +174,19 @@ let blockHook: ph_block_cb = { engine, address, size, user in
         return
     }
     let count = UInt64(slot.pointee.instructions)
+    if state.pointee.instructions &+ count > state.pointee.budget {
+        // A stop requested from the block hook keeps the block from running (measured), so the
+        // count stays at what ran: never more than the budget.
+        state.pointee.stopped = true
+        state.pointee.stop = .budget
+        uc_emu_stop(engine)
+        return
+    }
     slot.pointee.executions &+= 1
     state.pointee.instructions &+= count
     state.pointee.lastBlockAddress = address
     state.pointee.lastBlockInstructions = slot.pointee.instructions
     state.pointee.lastBlockBytes = size
-    if state.pointee.instructions >= state.pointee.budget {
-        // Unicorn finishes the current block after a stop request, so it is counted.
-        state.pointee.stopped = true
-        state.pointee.stop = .budget
-        uc_emu_stop(engine)
-    }
 }
 
 let codeHook: ph_block_cb = { _, _, _, user in

@@ -6,7 +6,7 @@ import Machine
 extension Scenario {
     /// Turns how the machine stopped into a verdict and a one-line message.
     func judge(_ outcome: RunOutcome, _ registers: GeneralRegisters, _ expected: GeneralRegisters,
-               _ symbols: AddressMap, _ disassemble: (UInt64) -> Instruction?, _ report: inout RunReport) {
+               _ symbols: AddressMap, _ stopInstruction: Instruction?, _ report: inout RunReport) {
         func at(_ address: UInt64) -> String {
             symbols.symbolize(address).map { "\(hex(address)) (\($0))" } ?? hex(address)
         }
@@ -32,14 +32,14 @@ extension Scenario {
             report.verdict = .timeout
             report.message = "still running after \(report.instructions) instructions (budget \(report.budget)), rip \(at(registers[.rip]))"
         case .exception(let vector, let rip):
-            let instruction = disassemble(rip)
+            let instruction = stopInstruction
             report.verdict = .fault
             report.fault = .init(vector: vector, name: Self.exceptionName(vector), rip: rip, symbol: symbols.symbolize(rip),
                                  instruction: instruction?.description)
             report.message = "\(Self.exceptionName(vector)) (vector \(vector)) at \(at(rip))"
                 + (instruction.map { ": \($0)" } ?? "") + "; the IDT is invalid, so hardware would triple-fault"
         case .unmappedAccess(let kind, let address, let size, let rip):
-            let instruction = kind == .fetch ? nil : disassemble(rip)
+            let instruction = kind == .fetch ? nil : stopInstruction
             report.verdict = .fault
             report.fault = .init(vector: nil, name: "unmapped-\(kind.rawValue)", rip: rip, symbol: symbols.symbolize(rip),
                                  instruction: instruction?.description, access: kind.rawValue, address: address)

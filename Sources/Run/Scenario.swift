@@ -91,33 +91,20 @@ public struct Scenario: Sendable {
         report.timings.load = lap.split()
 
         // The machine: purgatory, segments, control page and page tables; then run.
-        do throws(MachineError) {
-            let machine = try LongModeMachine()
-            defer { machine.close() }
-            try machine.map("purgatory", at: address, size: layout.segmentSize, contents: purgatory.buffer)
-            for segment in segments {
-                try machine.map(segment.name, at: segment.start, size: segment.memsz, contents: segment.data)
-            }
-            let cr3 = try machine.mapWithPageTables("harness", at: harness.start, size: harness.memsz, tablesOffset: pageSize)
-            try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: harness.start + pageSize - 8)
-            report.timings.setup = lap.split()
-
-            let outcome = try machine.run(until: kernel.start + Self.kernelEntryOffset, budget: budget, counting: counting,
-                                          timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
-            report.timings.emulation = lap.split()
-
-            let decoder = Disassembler()
-            report.instructions = exactCount(outcome, machine: machine, decoder: decoder)
-            report.crossCheckInstructions = outcome.crossCheckInstructions
-            judge(outcome, outcome.registers, expectedRegisters, purgatory.addressMap(),
-                  { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } },
-                  &report)
-            lap.split()  // reporting work is nobody's phase
-            machine.close()
-            report.timings.teardown = lap.split()
-        } catch {
-            throw .machine(error)
+        let machineImage = MachineImage(purgatory: purgatory, segments: segments, harness: harness,
+                                        sentinel: kernel.start + Self.kernelEntryOffset, budget: budget)
+        var run = try execute(machineImage, counting: counting, &report.timings, &lap)
+        // Unicorn 2.0.1 does not restore rip when an access hits unmapped memory: the block hook
+        // only knows the block. Running the same machine again with the per-instruction hook gives
+        // the exact instruction (and count); the run is deterministic, so everything else is equal.
+        if case .unmappedAccess = run.outcome.reason, counting == .exact {
+            var ignored = RunReport.Timings(), spare = Stopwatch()
+            run = try execute(machineImage, counting: .crossCheck, &ignored, &spare)
+            run.outcome.crossCheckInstructions = nil
         }
+        report.instructions = run.instructions
+        report.crossCheckInstructions = run.outcome.crossCheckInstructions
+        judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
         if report.timings.emulation > 0 {
             report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
@@ -198,7 +185,62 @@ public struct Scenario: Sendable {
         return .init(segment: segments[index].name, offset: offset, address: segments[index].start + offset)
     }
 
-    /// The block hook counts whole blocks; a fault inside a block ran only part of it.
+    /// Everything the machine is built from, so a run can be repeated exactly.
+    struct MachineImage {
+        var purgatory: LoadedPurgatory
+        var segments: [Segment]
+        var harness: Segment
+        var sentinel: UInt64
+        var budget: UInt64
+    }
+
+    /// One emulation, with what judging it needs from the machine before it is closed.
+    struct Emulation {
+        var outcome: RunOutcome
+        /// Exact: a fault inside a block is trimmed to the faulting instruction.
+        var instructions: UInt64
+        /// The instruction at the stop address, decoded while memory was still there.
+        var instruction: Instruction?
+    }
+
+    private func execute(_ image: MachineImage, counting: LongModeMachine.Counting,
+                         _ timings: inout RunReport.Timings, _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
+        do throws(MachineError) {
+            let machine = try LongModeMachine()
+            defer { machine.close() }
+            let purgatory = image.purgatory
+            try machine.map("purgatory", at: purgatory.loadAddress, size: purgatory.layout.segmentSize, contents: purgatory.buffer)
+            for segment in image.segments {
+                try machine.map(segment.name, at: segment.start, size: segment.memsz, contents: segment.data)
+            }
+            let cr3 = try machine.mapWithPageTables("harness", at: image.harness.start, size: image.harness.memsz, tablesOffset: pageSize)
+            try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: image.harness.start + pageSize - 8)
+            timings.setup = lap.split()
+
+            let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
+                                          timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
+            timings.emulation = lap.split()
+
+            let decoder = Disassembler()
+            var stop: UInt64?
+            switch outcome.reason {
+            case .exception(_, let rip), .unmappedAccess(.read, _, _, let rip), .unmappedAccess(.write, _, _, let rip): stop = rip
+            default: stop = nil
+            }
+            let instruction = stop.flatMap { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
+            let emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
+                                      instruction: instruction)
+            lap.split()  // reading results is nobody's phase
+            machine.close()
+            timings.teardown = lap.split()
+            return emulation
+        } catch {
+            throw .machine(error)
+        }
+    }
+
+    /// The block hook counts whole blocks; a fault inside a block ran only part of it
+    /// (the faulting instruction included, as the per-instruction hook counts it).
     private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: Disassembler?) -> UInt64 {
         let rip: UInt64
         switch outcome.reason {

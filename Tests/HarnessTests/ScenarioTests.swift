@@ -74,7 +74,7 @@ import Testing
         s.budget = 10_000
         let report = try s.run()
         #expect(report.verdict == .timeout)
-        #expect(report.instructions >= 10_000 && report.instructions < 10_100)
+        #expect(report.instructions <= 10_000 && report.instructions > 9_800)  // stops before the block that would exceed it
     }
 
     @Test func loadAddressesTheMachineCannotModelAreRefused() throws {
