@@ -5,7 +5,9 @@
  * own GDT and stack, run purgatory() (the SHA-256 check), then enter the
  * next kernel with the register file the kernel stored in entry64_regs.
  * Everything is RIP-relative so the blob runs wherever it is placed; the
- * only absolute relocation is the GDT base in gdt_desc (R_X86_64_64). */
+ * only absolute relocation is the GDT base in gdt_desc (R_X86_64_64).
+ * With -DKEXEC_TOOLS_ABI (kexec-tools-abi variant) entry64_regs has
+ * kexec-tools' field order instead of the kernel's. */
 
 #define KERNEL_CS 0x10
 #define KERNEL_DS 0x18
@@ -53,6 +55,26 @@ entry64:
 	pushq	%rax
 	lretq
 2:
+#ifdef KEXEC_TOOLS_ABI
+	/* kexec-tools' register file, loaded in its field order; every
+	 * field is addressed RIP-relative, so no base register is needed. */
+	movq	entry64_regs + 0x00(%rip), %rax
+	movq	entry64_regs + 0x08(%rip), %rbx
+	movq	entry64_regs + 0x10(%rip), %rcx
+	movq	entry64_regs + 0x18(%rip), %rdx
+	movq	entry64_regs + 0x20(%rip), %rsi
+	movq	entry64_regs + 0x28(%rip), %rdi
+	movq	entry64_regs + 0x30(%rip), %rsp
+	movq	entry64_regs + 0x38(%rip), %rbp
+	movq	entry64_regs + 0x40(%rip), %r8
+	movq	entry64_regs + 0x48(%rip), %r9
+	movq	entry64_regs + 0x50(%rip), %r10
+	movq	entry64_regs + 0x58(%rip), %r11
+	movq	entry64_regs + 0x60(%rip), %r12
+	movq	entry64_regs + 0x68(%rip), %r13
+	movq	entry64_regs + 0x70(%rip), %r14
+	movq	entry64_regs + 0x78(%rip), %r15
+#else
 	/* Load the next kernel's registers; rax is the base, so last. */
 	leaq	entry64_regs(%rip), %rax
 	movq	0x08(%rax), %rcx
@@ -71,6 +93,7 @@ entry64:
 	movq	0x70(%rax), %r14
 	movq	0x78(%rax), %r15
 	movq	0x00(%rax), %rax
+#endif
 	jmp	*entry64_regs + 0x80(%rip)	/* rip field */
 	.size	entry64, . - entry64
 
@@ -94,8 +117,13 @@ gdt_desc:				/* operand of lgdt */
 	.type	entry64_regs, @object
 	.size	entry64_regs, 136
 entry64_regs:
+#ifdef KEXEC_TOOLS_ABI
+	.quad	0, 0, 0, 0	/* rax, rbx, rcx, rdx */
+	.quad	0, 0, 0, 0	/* rsi, rdi, rsp, rbp */
+#else
 	.quad	0, 0, 0, 0	/* rax, rcx, rdx, rbx */
 	.quad	0, 0, 0, 0	/* rsp, rbp, rsi, rdi */
+#endif
 	.quad	0, 0, 0, 0	/* r8,  r9,  r10, r11 */
 	.quad	0, 0, 0, 0	/* r12, r13, r14, r15 */
 	.quad	0		/* rip */

@@ -3,21 +3,15 @@
 #include "purgatory.h"
 #include "sha256.h"
 
-/* Written by the kernel via its symbol interface.  Both live in their
- * own PROGBITS section (the kernel cannot set symbols in NOBITS):
- * regions at offset 0, digest at 0x100, in definition order.  gcc would
- * otherwise reorder them (it emitted the digest first); no_reorder stops
- * that.  clang keeps source order and lacks the attribute. */
-#if defined(__has_attribute) && __has_attribute(no_reorder)
-#define IN_ORDER __attribute__((no_reorder))
-#else
-#define IN_ORDER
-#endif
-
+/* The data the kernel writes (see purgatory.h).  The pic-no-hidden
+ * variant defines it in abi-data.c instead, so that this file reaches it
+ * through an extern declaration only. */
+#ifndef PURGATORY_ABI_DATA_ELSEWHERE
 struct region purgatory_sha_regions[PURGATORY_REGIONS]
 	__attribute__((section(".kexec-purgatory"))) IN_ORDER;
 uint8_t purgatory_sha256_digest[32]
 	__attribute__((section(".kexec-purgatory"))) IN_ORDER;
+#endif
 
 void purgatory(void)
 {
