@@ -33,6 +33,12 @@ public final class LongModeMachine {
     }
 
     public private(set) var regions: [Region] = []
+    /// The I/O port of the emulated 8250 UART (COM1 by default).
+    public var uartBase: UInt16 {
+        get { ports.uartBase }
+        set { ports.uartBase = newValue }
+    }
+    private let ports = PortState(uartBase: 0x3f8)
     private let engine: OpaquePointer
     private let state: UnsafeMutablePointer<TraceState>
 
@@ -216,6 +222,9 @@ public final class LongModeMachine {
         }
         try add({ ph_hook_add_intr(engine, $0, interruptHook, user) }, "interrupt")
         try add({ ph_hook_add_mem_invalid(engine, $0, invalidMemoryHook, user) }, "invalid-memory")
+        let portUser = Unmanaged.passUnretained(ports).toOpaque()
+        try add({ ph_hook_add_in(engine, $0, inHook, portUser) }, "in")
+        try add({ ph_hook_add_out(engine, $0, outHook, portUser) }, "out")
 
         let start = readRegister(UC_X86_REG_RIP)
         let timeout = counting == .off && timeoutMicroseconds == 0 ? 10_000_000 : timeoutMicroseconds
@@ -252,7 +261,8 @@ public final class LongModeMachine {
                           crossCheckInstructions: counting == .crossCheck ? s.crossCheckInstructions : nil,
                           lastBlock: (s.lastBlockAddress, s.lastBlockBytes, s.lastBlockInstructions),
                           registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
-                          blocks: blockCounts())
+                          blocks: blockCounts(), serialOutput: ports.transmitted,
+                          otherPortAccesses: ports.otherAccesses)
     }
 
     private func blockCounts() -> [BlockCount] {

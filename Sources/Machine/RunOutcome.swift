@@ -41,4 +41,8 @@ public struct RunOutcome: Sendable {
     public var registers: GeneralRegisters
     public var rflags: UInt64
     public var blocks: [BlockCount]
+    /// Bytes the guest sent through the emulated UART.
+    public var serialOutput: [UInt8]
+    /// IN/OUT to ports other than the UART's (they read as all ones).
+    public var otherPortAccesses: Int
 }

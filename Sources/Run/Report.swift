@@ -70,13 +70,15 @@ public struct RunReport: Codable, Sendable {
     public var fault: FaultInfo?
     public var tamper: TamperInfo?
     public var diagnostics: [String]
+    /// What the purgatory printed on the emulated serial port, if anything.
+    public var console: String?
     public var timings = Timings()
     public var megabytesPerSecond: Double?
 
     public var isExpected: Bool { verdict == expected }
 
     enum CodingKeys: String, CodingKey {
-        case file, verdict, expected, message, seed, loader, entry, segments, instructions, budget, fault, tamper, diagnostics, timings
+        case file, verdict, expected, message, seed, loader, entry, segments, instructions, budget, fault, tamper, diagnostics, timings, console
         case kernelLog = "kernel_log", entryRule = "entry_rule", loadAddress = "load_address"
         case purgatorySize = "purgatory_size", bufAlign = "buf_align", entrySource = "entry_source"
         case crossCheckInstructions = "cross_check_instructions", bytesHashed = "bytes_hashed"

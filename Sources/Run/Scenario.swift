@@ -91,7 +91,8 @@ public struct Scenario: Sendable {
         report.timings.load = lap.split()
 
         // The machine: purgatory, segments, control page and page tables; then run.
-        let machineImage = MachineImage(purgatory: purgatory, segments: segments, harness: harness,
+        let uartBase = (try? purgatory.getSymbol("serial_base", size: 2)).map { UInt16($0[0]) | UInt16($0[1]) << 8 } ?? 0x3f8
+        let machineImage = MachineImage(purgatory: purgatory, uartBase: uartBase, segments: segments, harness: harness,
                                         sentinel: kernel.start + Self.kernelEntryOffset, budget: budget)
         var run = try execute(machineImage, counting: counting, &report.timings, &lap)
         // Unicorn 2.0.1 does not restore rip when an access hits unmapped memory: the block hook
@@ -104,6 +105,9 @@ public struct Scenario: Sendable {
         }
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
+        if !run.outcome.serialOutput.isEmpty {
+            report.console = String(decoding: run.outcome.serialOutput, as: UTF8.self)
+        }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
         if report.timings.emulation > 0 {
@@ -188,6 +192,8 @@ public struct Scenario: Sendable {
     /// Everything the machine is built from, so a run can be repeated exactly.
     struct MachineImage {
         var purgatory: LoadedPurgatory
+        /// The UART's port: the purgatory's own `serial_base` when it has one (kexec-tools), else COM1.
+        var uartBase: UInt16
         var segments: [Segment]
         var harness: Segment
         var sentinel: UInt64
@@ -208,6 +214,7 @@ public struct Scenario: Sendable {
         do throws(MachineError) {
             let machine = try LongModeMachine()
             defer { machine.close() }
+            machine.uartBase = image.uartBase
             let purgatory = image.purgatory
             try machine.map("purgatory", at: purgatory.loadAddress, size: purgatory.layout.segmentSize, contents: purgatory.buffer)
             for segment in image.segments {

@@ -13,6 +13,11 @@ enum HumanReport {
         for segment in r.segments { row(segment.name, "\(hex(segment.start)) +\(hex(segment.length))") }
         if let t = r.tamper { row("tamper", "flipped byte \(hex(t.offset)) of \(t.segment) (\(hex(t.address)))") }
         for d in r.diagnostics { row("diagnostic", d) }
+        if let console = r.console {
+            for line in console.split(separator: "\n", omittingEmptySubsequences: false) where !line.isEmpty {
+                row("console", line.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\x" + String($0.value, radix: 16) : String($0) }.joined())
+            }
+        }
         let mark = r.isExpected ? "" : "  [expected \(r.expected.rawValue)]"
         row("verdict", "\(r.verdict.rawValue)\(mark): \(r.message)")
         for line in r.kernelLog.dropFirst() { row("", line) }

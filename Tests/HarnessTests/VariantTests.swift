@@ -97,3 +97,22 @@ import Testing
         #expect(report.lints.contains { $0.kind == "got-plt" && $0.message.hasPrefix("2 × R_X86_64_REX_GOTPCRELX") && $0.message.contains("(purgatory+0x") })
     }
 }
+
+extension VariantTests {
+    /// kexec-tools' console option: the purgatory polls the 8250's line status and prints.
+    @Test func kexecToolsConsoleSerialPrintsThroughTheEmulatedUART() throws {
+        var s = Scenario(file: try Self.variant("kexec-tools-abi"), seed: 14)
+        s.loader = .kexecTools
+        s.symbolValues = [("console_serial", 1)]
+        let report = try s.run()
+        #expect(report.verdict == .verified)
+        #expect(report.console == "I'm in purgatory\n")
+        s.tamper = true
+        let tampered = try s.run()
+        #expect(tampered.verdict == .rejectedDigest)
+        #expect(tampered.console == "I'm in purgatory\nsha256 digests do not match :(\n")
+        // Quiet by default.
+        s.symbolValues = []
+        #expect(try s.run().console == nil)
+    }
+}
