@@ -27,8 +27,9 @@ public final class LongModeMachine {
         case exact
         /// `exact` plus a per-instruction hook counting the same thing independently.
         case crossCheck = "cross-check"
-        /// No counting hooks: for measuring their cost. No budget and no spin detection,
-        /// so a wall-clock timeout always applies (`run` uses 10 s when given none).
+        /// No counting hooks: for measuring their cost. No budget and no spin detection, so
+        /// only a run known to end belongs here (or pass a timeout: Unicorn's timer thread
+        /// slows emulation by about 20%, measured, which is why it is not imposed).
         case off
     }
 
@@ -227,7 +228,7 @@ public final class LongModeMachine {
         try add({ ph_hook_add_out(engine, $0, outHook, portUser) }, "out")
 
         let start = readRegister(UC_X86_REG_RIP)
-        let timeout = counting == .off && timeoutMicroseconds == 0 ? 10_000_000 : timeoutMicroseconds
+        let timeout = timeoutMicroseconds
         let err = uc_emu_start(engine, start, sentinel, timeout, 0)
         let registers = registers()
         let rip = registers[.rip]
@@ -259,7 +260,7 @@ public final class LongModeMachine {
         }
         return RunOutcome(reason: reason, instructions: s.instructions,
                           crossCheckInstructions: counting == .crossCheck ? s.crossCheckInstructions : nil,
-                          lastBlock: (s.lastBlockAddress, s.lastBlockBytes, s.lastBlockInstructions),
+                          lastBlock: s.lastCounted.map { ($0.address, $0.bytes, $0.instructions) } ?? (0, 0, 0),
                           registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
                           blocks: blockCounts(), serialOutput: ports.transmitted,
                           otherPortAccesses: ports.otherAccesses)

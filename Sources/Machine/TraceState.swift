@@ -26,9 +26,11 @@ struct TraceState {
     var crossCheckInstructions: UInt64 = 0
     var budget: UInt64 = .max
     var sentinel: UInt64 = .max
-    var lastBlockAddress: UInt64 = 0
-    var lastBlockInstructions: UInt32 = 0
-    var lastBlockBytes: UInt32 = 0
+    /// The block counted last, which is the one running when a fault stops emulation.
+    var lastCounted: Slot? {
+        guard let recent, recent.pointee.executions > 0 else { return nil }
+        return recent.pointee
+    }
 
     /// Set when a hook asked emulation to stop; later hooks in the same block count nothing.
     var stopped = false
@@ -52,7 +54,7 @@ struct TraceState {
 
     @inline(__always)
     static func hash(_ address: UInt64) -> Int {
-        Int(truncatingIfNeeded: (address ^ (address >> 29)) &* 0x9E37_79B9_7F4A_7C15 >> 20)
+        Int(truncatingIfNeeded: ((address ^ (address >> 29)) &* 0x9E37_79B9_7F4A_7C15) >> 20)
     }
 
     /// The slot for the block at `address` of `bytes` bytes, filled on first sight.
@@ -156,8 +158,24 @@ struct TraceState {
 
 // MARK: - C callbacks. Each captures nothing and finds its state through `user`.
 
+/// The hot path: one known block, counted. Everything rarer lives in `blockHookSlowPath`,
+/// so this function needs no stack frame to speak of.
 let blockHook: ph_block_cb = { engine, address, size, user in
-    let state = user!.assumingMemoryBound(to: TraceState.self)
+    let state = user.unsafelyUnwrapped.assumingMemoryBound(to: TraceState.self)
+    if let slot = state.pointee.recent, slot.pointee.address == address, slot.pointee.bytes == size,
+       slot.pointee.next == .max, !state.pointee.stopped {
+        let count = UInt64(slot.pointee.instructions)
+        if state.pointee.instructions &+ count <= state.pointee.budget {
+            slot.pointee.executions &+= 1
+            state.pointee.instructions &+= count
+            return
+        }
+    }
+    blockHookSlowPath(engine, address, size, state)
+}
+
+@inline(never)
+func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt32, _ state: UnsafeMutablePointer<TraceState>) {
     if state.pointee.stopped { return }
     if address == state.pointee.sentinel {
         state.pointee.stopped = true
@@ -184,9 +202,6 @@ let blockHook: ph_block_cb = { engine, address, size, user in
     }
     slot.pointee.executions &+= 1
     state.pointee.instructions &+= count
-    state.pointee.lastBlockAddress = address
-    state.pointee.lastBlockInstructions = slot.pointee.instructions
-    state.pointee.lastBlockBytes = size
 }
 
 let codeHook: ph_block_cb = { _, _, _, user in

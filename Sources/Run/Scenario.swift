@@ -21,6 +21,7 @@ public struct Scenario: Sendable {
     public var tamper = false
     /// nil: 1,000,000 + 256 per hashed byte, ample for any SHA-256 that does not loop.
     public var budget: UInt64?
+    /// `.off` runs without budget or spin detection: only for runs known to verify (`bench`).
     public var counting: LongModeMachine.Counting = .exact
     /// nil: the loader's own ABI (kernel for kexec-file, kexec-tools for kexec-tools).
     public var abi: PurgatoryABI?
@@ -224,8 +225,7 @@ public struct Scenario: Sendable {
             try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: image.harness.start + pageSize - 8)
             timings.setup = lap.split()
 
-            let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
-                                          timeoutMicroseconds: counting == .off ? 600_000_000 : 0)
+            let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting)
             timings.emulation = lap.split()
 
             let decoder = Disassembler()
