@@ -20,6 +20,8 @@ public struct Benchmark: Sendable {
         public var offMBps: Double
         public var hostMBps: Double
         public var exactInstructions: UInt64
+        /// Blocks entered in the exact-counting run: the block hook's call count.
+        public var exactBlocks: UInt64
         public var smallRuns: Int
         public var smallBytes: UInt64
         public var load: Double
@@ -41,7 +43,7 @@ public struct Benchmark: Sendable {
         big.segments.kernelMemsz = throughputBytes
         big.segments.initrdSize = 0
         var best: [LongModeMachine.Counting: Double] = [:]
-        var bytes: UInt64 = 0, exactInstructions: UInt64 = 0
+        var bytes: UInt64 = 0, exactInstructions: UInt64 = 0, exactBlocks: UInt64 = 0
         for _ in 0 ..< repeats {
             for mode in [LongModeMachine.Counting.off, .exact] {
                 big.counting = mode
@@ -50,7 +52,10 @@ public struct Benchmark: Sendable {
                     throw .badInput("bench: \(file.name) did not verify (\(report.verdict.rawValue): \(report.message))")
                 }
                 bytes = report.bytesHashed
-                if mode == .exact { exactInstructions = report.instructions }
+                if mode == .exact {
+                    exactInstructions = report.instructions
+                    exactBlocks = report.blocksExecuted ?? 0
+                }
                 best[mode] = min(best[mode] ?? .infinity, report.timings.emulation)
             }
         }
@@ -94,7 +99,7 @@ public struct Benchmark: Sendable {
             }
         } catch { throw .machine(error) }
         return Result(bytes: bytes, exactMBps: Double(bytes) / 1e6 / best[.exact]!, offMBps: Double(bytes) / 1e6 / best[.off]!,
-                      hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions,
+                      hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions, exactBlocks: exactBlocks,
                       smallRuns: smallRuns, smallBytes: smallBytes,
                       load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n,
                       engineOnly: engineOnly / n, engineAndMaps: engineAndMaps / n)

@@ -64,6 +64,8 @@ public struct RunReport: Codable, Sendable {
     public var segments: [SegmentInfo]
     public var instructions: UInt64
     public var crossCheckInstructions: UInt64?
+    /// Blocks entered (block-hook calls that counted), when counting.
+    public var blocksExecuted: UInt64?
     public var budget: UInt64
     public var bytesHashed: UInt64
     public var instructionsPerByte: Double?
@@ -82,6 +84,7 @@ public struct RunReport: Codable, Sendable {
         case kernelLog = "kernel_log", entryRule = "entry_rule", loadAddress = "load_address"
         case purgatorySize = "purgatory_size", bufAlign = "buf_align", entrySource = "entry_source"
         case crossCheckInstructions = "cross_check_instructions", bytesHashed = "bytes_hashed"
+        case blocksExecuted = "blocks_executed"
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
     }

@@ -106,6 +106,7 @@ public struct Scenario: Sendable {
         }
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
+        if counting != .off { report.blocksExecuted = run.outcome.blocks.reduce(0) { $0 + $1.executions } }
         if !run.outcome.serialOutput.isEmpty {
             report.console = String(decoding: run.outcome.serialOutput, as: UTF8.self)
         }

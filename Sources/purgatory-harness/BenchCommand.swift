@@ -37,6 +37,8 @@ struct BenchCommand: ParsableCommand {
         print(f("verification of %@ bytes (best of %d, same run):", HumanReport.grouped(r.bytes), repeats))
         print(f("  guest, counting exact   %8.2f MB/s  (%@ instructions, %.2f per byte)", r.exactMBps,
                 HumanReport.grouped(r.exactInstructions), Double(r.exactInstructions) / Double(r.bytes)))
+        print(f("    %@ blocks entered, %.1f instructions per block", HumanReport.grouped(r.exactBlocks),
+                Double(r.exactInstructions) / Double(max(r.exactBlocks, 1))))
         print(f("  guest, counting off     %8.2f MB/s", r.offMBps))
         print(f("  host SHA-256 (swift-crypto) %8.1f MB/s  (%.0fx the guest)", r.hostMBps, r.hostMBps / r.offMBps))
         print(f("  counting cost           %8.1f %%      target <= 5 %%: %@", r.countingCost * 100, r.countingCost <= 0.05 ? "met" : "NOT met"))
