@@ -23,16 +23,17 @@ let package = Package(
         .target(name: "Machine", dependencies: ["CUnicorn"]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
+        .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run"]),
         .target(name: "Run", dependencies: [
             "ELF", "Loader", "Machine", "Disassembly",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .executableTarget(name: "purgatory-harness", dependencies: [
-            "Run", "Loader", "ELF", "Inspect",
+            "Run", "Loader", "ELF", "Inspect", "Fuzz",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect",
+            "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect", "Fuzz",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ]

@@ -49,6 +49,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Size of the synthesized kernel segment (e.g. 16K, 1M).")
     var kernelSize = Quantity(argument: "16K")!
 
+    @Option(help: "In-memory size of the kernel segment, zero tail included (default: 1.5 × its size).")
+    var kernelMemsz: Quantity?
+
     @Option(help: "Size of the synthesized initrd segment (0: none).")
     var initrdSize = Quantity(argument: "8K")!
 
@@ -90,6 +93,7 @@ struct RunCommand: ParsableCommand {
         scenario.segments.commandLine = cmdline
         scenario.segments.kernelSize = Int(kernelSize.value)
         scenario.segments.initrdSize = Int(initrdSize.value)
+        scenario.segments.kernelMemsz = kernelMemsz.map { Int($0.value) }
         if let kernel { scenario.segments.kernel = try Inputs.read(kernel, what: "kernel segment") }
         if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
 
