@@ -92,7 +92,13 @@ struct FuzzCommand: ParsableCommand {
             sink = handle
         }
         let runner = CampaignRunner(campaign: campaign, jsonl: sink)
+        // Ctrl-C finishes the runs under way and prints the summary so far. A parent (a test
+        // runner, a CI shell) may have left SIGINT blocked: unblock it, or it would never arrive.
         signal(SIGINT) { _ in CampaignRunner.stopRequested = true }
+        var interrupt = sigset_t()
+        sigemptyset(&interrupt)
+        sigaddset(&interrupt, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &interrupt, nil)
         let tty = isatty(STDERR_FILENO) == 1 && !json
         let started = Date()
         if !json {
@@ -149,7 +155,7 @@ struct FuzzCommand: ParsableCommand {
     /// The `run` command line that replays one fuzz run exactly.
     static func reproducer(_ r: FuzzRecord, campaign: Campaign, paths: [String]) -> String {
         let path = paths.first { $0 == r.file } ?? (paths.isEmpty ? "" : r.file)
-        var words = ["purgatory-harness run"] + (path.isEmpty ? [] : [path])
+        var words = ["purgatory-harness", "run"] + (path.isEmpty ? [] : [path])
         words += ["--load-address", hex(r.loadAddress), "--seed", hex(r.seed)]
         if campaign.loader != .kexecFile { words += ["--loader", campaign.loader.rawValue] }
         if campaign.entryRule != .symbol { words += ["--entry-rule", campaign.entryRule.rawValue] }

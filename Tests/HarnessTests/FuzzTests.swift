@@ -1,0 +1,116 @@
+import ELF
+import Foundation
+import Fuzz
+import Inspect
+import Run
+import Testing
+
+@Suite struct FuzzTests {
+    static func kernelModel() throws -> ELFFile { try VariantTests.variant("kernel-model") }
+
+    /// A campaign around the 2 GiB edge so the boundary is crossed often.
+    static func campaign(runs: Int = 120, jobs: Int = 1) throws -> Campaign {
+        var c = Campaign(files: [try kernelModel()], runs: runs, seed: 0xf00d)
+        c.ranges = [AddressClass(name: "1-3 GiB", low: 1 << 30, high: 3 << 30)]
+        c.jobs = jobs
+        return c
+    }
+
+    @Test func runIIsTheSameWhateverTheJobs() throws {
+        let one = CampaignRunner(campaign: try Self.campaign(jobs: 1), jsonl: nil).run()
+        let two = CampaignRunner(campaign: try Self.campaign(jobs: 2), jsonl: nil).run()
+        #expect(one == two)
+        #expect(CampaignSummary(one) == CampaignSummary(two))
+        #expect(Set(one.map(\.loadAddress)).count > 100)
+    }
+
+    @Test func bisectionFindsTheBoundaryInspectPredicts() throws {
+        let campaign = try Self.campaign()
+        let records = CampaignRunner(campaign: campaign, jsonl: nil).run()
+        var summary = CampaignSummary(records)
+        #expect(summary.failures.count == 1)
+        var failure = try #require(summary.failures.first)
+        #expect(failure.verdict == .loadError)
+        #expect(failure.pattern == "kexec: Overflow in relocation type # value #")
+        campaign.findBoundary(&failure, in: records)
+        let predicted = try Inspector(file: try Self.kernelModel()).inspect().lowestFailingAddress
+        #expect(failure.boundary == predicted)
+        #expect(failure.boundaryNote?.hasPrefix("load-error for load addresses ≥ 0x7ffff000") == true)
+        summary.failures[0] = failure
+        // Every run's verdict agrees with the boundary.
+        for r in records { #expect((r.verdict == .verified) == (r.loadAddress < predicted!), "\(r)") }
+    }
+
+    @Test func defaultAddressesSpreadOverEveryPowerOfTwoFrom1MiB() throws {
+        let c = Campaign(files: [try Fixtures.reference()], runs: 400, seed: 3)
+        let addresses = (0 ..< 400).compactMap { c.scenario(file: 0, index: $0).loadAddress }
+        #expect(addresses.count == 400)
+        let exponents = Set(addresses.map { 63 - $0.leadingZeroBitCount })
+        #expect(exponents == Set(20 ..< 40))
+        #expect(addresses.allSatisfy { $0 % 0x1000 == 0 && $0 + 0x3000 <= 1 << 40 })
+    }
+
+    @Test func shardsPartitionTheCampaignAndMergeToTheSameSummary() throws {
+        let full = CampaignRunner(campaign: try Self.campaign(runs: 40), jsonl: nil).run()
+        var parts: [FuzzRecord] = []
+        for i in 0 ..< 3 {
+            var c = try Self.campaign(runs: 40)
+            c.shard = (i, 3)
+            parts += CampaignRunner(campaign: c, jsonl: nil).run()
+        }
+        #expect(parts.count == full.count)
+        #expect(CampaignSummary(parts) == CampaignSummary(full))
+    }
+
+    @Test func reproducerReplaysTheRunExactly() throws {
+        let path = Fixtures.repository.appendingPathComponent("Purgatories/variants/kernel-model.ro").path
+        let out = try Fixtures.harness(["fuzz", path, "--runs", "30", "--seed", "0x77", "--range", "1G-3G", "--jobs", "2"])
+        #expect(out.status == 1)  // some runs land above the boundary
+        let line = try #require(out.stdout.split(separator: "\n").first { $0.contains("reproduce: ") })
+        let parts = line.components(separatedBy: "reproduce: purgatory-harness ")
+        try #require(parts.count == 2)
+        let replay = try Fixtures.harness(parts[1].split(separator: " ").map(String.init) + ["--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(replay.stdout.utf8)) as? [String: Any])
+        #expect(object["verdict"] as? String == "load-error")
+        #expect((object["message"] as? String)?.hasPrefix("kexec: Overflow in relocation type 11") == true)
+        #expect(out.stdout.contains("load-error for load addresses ≥ 0x7ffff000"))
+    }
+
+    /// Killed with SIGKILL mid-campaign, the JSONL keeps only whole lines; merged, they summarize.
+    @Test func aKilledCampaignKeepsEveryFinishedRun() throws {
+        let jsonl = FileManager.default.temporaryDirectory.appendingPathComponent("ph-killed-\(UUID().uuidString).jsonl").path
+        let process = Process()
+        process.executableURL = Fixtures.executable
+        process.arguments = ["fuzz", "--runs", "100000", "--seed", "5", "--jsonl", jsonl]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let text = try String(contentsOfFile: jsonl, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.last == "")  // ends with a newline: no half-written line
+        let records = try lines.dropLast().map { try JSONDecoder().decode(FuzzRecord.self, from: Data($0.utf8)) }
+        #expect(records.count > 10)
+        #expect(records.allSatisfy { $0.verdict == .verified })
+        let merged = try Fixtures.harness(["fuzz-merge", jsonl])
+        #expect(merged.status == 0)
+        #expect(merged.stdout.contains("\(records.count) runs from 1 file(s)"))
+    }
+
+    @Test func ctrlCStopsWithTheSummarySoFar() throws {
+        let process = Process()
+        process.executableURL = Fixtures.executable
+        process.arguments = ["fuzz", "--runs", "100000", "--seed", "6", "--no-shrink"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        process.interrupt()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(text.contains("(interrupted: summary so far)"))
+        #expect(text.contains("runs per address class and verdict:"))
+    }
+}
