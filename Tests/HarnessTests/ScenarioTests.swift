@@ -168,3 +168,30 @@ import Testing
         #expect(DefaultPurgatory.bytes == Fixtures.referenceBytes)
     }
 }
+
+extension ScenarioTests {
+    /// Unicorn leaves rip at the block start on an unmapped access; the scenario re-runs
+    /// with the per-instruction hook, so the report names the faulting instruction exactly.
+    @Test(arguments: [LongModeMachine.Counting.exact, .crossCheck])
+    func unmappedDataAccessNamesTheInstruction(counting: LongModeMachine.Counting) throws {
+        var bytes = Fixtures.referenceBytes
+        let file = try Fixtures.reference()
+        let text = try #require(file.section(named: ".text"))
+        let symbols = try file.symbols(in: try #require(file.section(named: ".symtab")))
+        let purgatory = try #require(symbols.first { $0.name == "purgatory" })
+        // xor %eax, %eax ; mov (%rax), %rax   (5 bytes: clear of the relocation at purgatory+0x7)
+        let code: [UInt8] = [0x31, 0xc0, 0x48, 0x8b, 0x00]
+        let at = Int(text.offset + purgatory.value)
+        bytes.replaceSubrange(at ..< at + code.count, with: code)
+        var s = try Self.scenario(8, bytes)
+        s.counting = counting
+        let report = try s.run()
+        #expect(report.verdict == .fault)
+        #expect(report.fault?.symbol == "purgatory+0x2")
+        #expect(report.fault?.instruction == "mov rax, qword ptr [rax]")
+        #expect(report.fault?.address == 0)
+        let clean = try Self.scenario(8).run()
+        #expect(report.instructions < clean.instructions)
+        if counting == .crossCheck { #expect(report.crossCheckInstructions == report.instructions) }
+    }
+}
