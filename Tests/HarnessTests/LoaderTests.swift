@@ -223,3 +223,44 @@ import Testing
         _ = try loader.load(at: 0x3000)
     }
 }
+
+extension LoaderTests {
+    /// A NOBITS section between two PROGBITS ones takes no room in the buffer: the second
+    /// PROGBITS follows the first, and the bss goes after the whole buffer.
+    @Test func nobitsBetweenProgbitsGoesAfterTheBuffer() throws {
+        var b = ELFBuilder()
+        b.add(.init(name: ".text", flags: 0x6, align: 16, data: [UInt8](repeating: 0x90, count: 0x10)))
+        b.add(.init(name: ".bss", type: 8, flags: 0x3, align: 16, nobitsSize: 0x100))
+        b.add(.init(name: ".data", flags: 0x3, align: 16, data: [5, 5, 5, 5]))
+        let loaded = try Self.loader(b).load(at: Self.load)
+        #expect(loaded.sections[3].addr == Self.load + 0x10)
+        #expect(loaded.layout.bufsz == 0x20)             // ALIGN(0x14, bss_align 16)
+        #expect(loaded.sections[2].addr == Self.load + 0x20)
+        #expect(loaded.layout.memsz == 0x120)
+    }
+
+    @Test func relocationSectionWithSHLinkOutOfRangeIsRefused() throws {
+        var b = Self.relocation(type: 1, addend: 0)
+        b.relaOverrides[1] = (nil, 200, nil)
+        let refusal = try #require(try Self.refusal(b))
+        #expect(refusal.message.contains("-ENOEXEC") && refusal.message.contains("sh_link 200"))
+    }
+
+    /// A symbol without a name (a section symbol) is named by its section in messages;
+    /// an undefined one therefore by section 0, which has no name.
+    @Test func namelessSymbolsAreNamedByTheirSection() throws {
+        var b = ELFBuilder()
+        b.add(.init(name: ".text", flags: 0x6, align: 16, data: [UInt8](repeating: 0, count: 16)))
+        let undefined = b.symbol("", global: false, section: 0)
+        b.rela(1, offset: 8, symbol: undefined, type: 1)
+        #expect(try Self.refusal(b)?.message == "kexec: Undefined symbol: ")
+        // With a section, the section's name appears: an overflowing 32S against .text's section symbol.
+        var c = ELFBuilder()
+        c.add(.init(name: ".text", flags: 0x6, align: 16, data: [UInt8](repeating: 0, count: 16)))
+        let section = c.symbol("", global: false, type: 3, section: 1)
+        c.rela(1, offset: 8, symbol: section, type: X86_64Relocation.r32s, addend: 0)
+        let loaded = try Self.loader(c).placeSections(at: Self.load)
+        let symbols = try loaded.file.symbols(in: try #require(loaded.file.section(named: ".symtab")))
+        #expect(loaded.displayName(of: symbols[section]) == ".text")
+    }
+}
