@@ -121,7 +121,7 @@ struct FuzzCommand: ParsableCommand {
             for i in summary.failures.indices { campaign.findBoundary(&summary.failures[i], in: records) }
         }
         if json {
-            print(String(decoding: try JSONEncoder.sorted.encode(summary), as: UTF8.self))
+            try printJSON(summary)
         } else {
             print(Self.render(summary, campaign: campaign, paths: files))
             print(String(format: "%d runs in %.1f s: %.0f runs/s with %d job(s)%@", records.count, elapsed,
@@ -207,7 +207,7 @@ struct FuzzMergeCommand: ParsableCommand {
         records = records.filter { seen.insert("\($0.file)\u{0}\($0.index)\u{0}\($0.seed)").inserted }
         let summary = CampaignSummary(records)
         if json {
-            print(String(decoding: try JSONEncoder.sorted.encode(summary), as: UTF8.self))
+            try printJSON(summary)
         } else {
             print("purgatory-harness fuzz-merge: \(records.count) runs from \(files.count) file(s)")
             print(FuzzCommand.render(summary, campaign: nil, paths: []))

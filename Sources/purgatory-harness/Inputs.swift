@@ -60,3 +60,10 @@ enum Inputs {
         }
     }
 }
+
+/// One JSON object on standard output, keys sorted so the output is stable.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

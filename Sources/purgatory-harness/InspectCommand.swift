@@ -27,9 +27,7 @@ struct InspectCommand: ParsableCommand {
         let report: Inspection
         do { report = try inspector.inspect(at: loadAddress?.value) } catch { throw InputError(error.description) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(Self.render(report))
         }

@@ -103,9 +103,7 @@ struct RunCommand: ParsableCommand {
         let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
 
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(HumanReport.render(report))
         }

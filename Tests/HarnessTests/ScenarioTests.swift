@@ -23,6 +23,18 @@ import Testing
         #expect(report.segments.map(\.name) == ["boot-params", "kernel", "initrd"])
     }
 
+    /// The reference purgatory with `code` written over the start of `purgatory()`.
+    static func patchedPurgatory(_ code: [UInt8]) throws -> [UInt8] {
+        var bytes = Fixtures.referenceBytes
+        let file = try Fixtures.reference()
+        let text = try #require(file.section(named: ".text"))
+        let symbols = try file.symbols(in: try #require(file.section(named: ".symtab")))
+        let purgatory = try #require(symbols.first { $0.name == "purgatory" })
+        let at = Int(text.offset + purgatory.value)
+        bytes.replaceSubrange(at ..< at + code.count, with: code)
+        return bytes
+    }
+
     @Test func sameSeedSameAddressesAndCount() throws {
         let a = try Self.scenario(42).run(), b = try Self.scenario(42).run()
         #expect(a.loadAddress == b.loadAddress)
@@ -98,14 +110,7 @@ import Testing
 
     /// Overwrites the first instruction of `purgatory()` with ud2.
     @Test func anExceptionIsAFaultWithSymbolAndInstruction() throws {
-        var bytes = Fixtures.referenceBytes
-        let file = try Fixtures.reference()
-        let text = try #require(file.section(named: ".text"))
-        let symbols = try file.symbols(in: try #require(file.section(named: ".symtab")))
-        let purgatory = try #require(symbols.first { $0.name == "purgatory" })
-        let at = Int(text.offset + purgatory.value)
-        bytes[at] = 0x0f; bytes[at + 1] = 0x0b
-        var s = try Self.scenario(4, bytes)
+        var s = try Self.scenario(4, try Self.patchedPurgatory([0x0f, 0x0b]))
         s.counting = .crossCheck
         let report = try s.run()
         #expect(report.verdict == .fault)
@@ -128,16 +133,8 @@ import Testing
     }
 
     @Test func wildJumpIsAFaultNamingTheTarget() throws {
-        var bytes = Fixtures.referenceBytes
-        let file = try Fixtures.reference()
-        let text = try #require(file.section(named: ".text"))
-        let symbols = try file.symbols(in: try #require(file.section(named: ".symtab")))
-        let purgatory = try #require(symbols.first { $0.name == "purgatory" })
         // mov $0x12345678, %eax ; jmp *%rax
-        let code: [UInt8] = [0xb8, 0x78, 0x56, 0x34, 0x12, 0xff, 0xe0]
-        let at = Int(text.offset + purgatory.value)
-        bytes.replaceSubrange(at ..< at + code.count, with: code)
-        let report = try Self.scenario(8, bytes).run()
+        let report = try Self.scenario(8, try Self.patchedPurgatory([0xb8, 0x78, 0x56, 0x34, 0x12, 0xff, 0xe0])).run()
         #expect(report.verdict == .fault)
         #expect(report.message.contains("0x12345678"))
     }
@@ -174,16 +171,8 @@ extension ScenarioTests {
     /// with the per-instruction hook, so the report names the faulting instruction exactly.
     @Test(arguments: [LongModeMachine.Counting.exact, .crossCheck])
     func unmappedDataAccessNamesTheInstruction(counting: LongModeMachine.Counting) throws {
-        var bytes = Fixtures.referenceBytes
-        let file = try Fixtures.reference()
-        let text = try #require(file.section(named: ".text"))
-        let symbols = try file.symbols(in: try #require(file.section(named: ".symtab")))
-        let purgatory = try #require(symbols.first { $0.name == "purgatory" })
         // xor %eax, %eax ; mov (%rax), %rax   (5 bytes: clear of the relocation at purgatory+0x7)
-        let code: [UInt8] = [0x31, 0xc0, 0x48, 0x8b, 0x00]
-        let at = Int(text.offset + purgatory.value)
-        bytes.replaceSubrange(at ..< at + code.count, with: code)
-        var s = try Self.scenario(8, bytes)
+        var s = try Self.scenario(8, try Self.patchedPurgatory([0x31, 0xc0, 0x48, 0x8b, 0x00]))
         s.counting = counting
         let report = try s.run()
         #expect(report.verdict == .fault)
