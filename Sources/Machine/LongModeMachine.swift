@@ -54,6 +54,7 @@ public final class LongModeMachine {
     }
 
     private var closed = false
+    private var hasRun = false
 
     deinit { close() }
 
@@ -205,6 +206,10 @@ public final class LongModeMachine {
     /// faults or halts, or `budget` instructions have run.
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0) throws(MachineError) -> RunOutcome {
+        // Counters, stop reason and the block table belong to one run; a second run would
+        // inherit them (and translated code stale after host writes), so it is refused.
+        guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
+        hasRun = true
         state.pointee.sentinel = sentinel
         state.pointee.budget = budget
         var hooks: [uc_hook] = []
@@ -230,7 +235,10 @@ public final class LongModeMachine {
         let start = readRegister(UC_X86_REG_RIP)
         let timeout = timeoutMicroseconds
         let err = uc_emu_start(engine, start, sentinel, timeout, 0)
-        let registers = registers()
+        var registers = registers()
+        // A stop from the block hook leaves rip wherever the last per-instruction hook synced it;
+        // the block the hook refused is where the guest would resume.
+        if state.pointee.stop == .budget || state.pointee.stop == .spin { registers[.rip] = state.pointee.stopAddress }
         let rip = registers[.rip]
         let s = state.pointee
         let reason: StopReason

@@ -197,6 +197,7 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
         // count stays at what ran: never more than the budget.
         state.pointee.stopped = true
         state.pointee.stop = .budget
+        state.pointee.stopAddress = address
         uc_emu_stop(engine)
         return
     }
