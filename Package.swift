@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "Machine", dependencies: ["CUnicorn"]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
-        .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run"]),
+        .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run", "Inspect"]),
         .target(name: "Run", dependencies: [
             "ELF", "Loader", "Machine", "Disassembly",
             .product(name: "Crypto", package: "swift-crypto"),
