@@ -30,10 +30,10 @@ struct MatrixCommand: ParsableCommand {
             try printJSON(rows)
         } else {
             let classes = manifest.classes.map(\.name)
-            var lines = ["variant".padding(toLength: 17, withPad: " ", startingAt: 0) + "loader".padding(toLength: 13, withPad: " ", startingAt: 0)
+            var lines = ["variant".padding(toLength: 27, withPad: " ", startingAt: 0) + "loader".padding(toLength: 13, withPad: " ", startingAt: 0)
                          + classes.map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined() + "instructions   vs \(manifest.baseline)"]
             for row in rows {
-                var line = row.name.padding(toLength: 17, withPad: " ", startingAt: 0) + row.loader.padding(toLength: 13, withPad: " ", startingAt: 0)
+                var line = row.name.padding(toLength: 27, withPad: " ", startingAt: 0) + row.loader.padding(toLength: 13, withPad: " ", startingAt: 0)
                 for c in classes {
                     let v = row.verdicts[c]?.rawValue ?? "?"
                     line += (row.verdicts[c] == row.expected[c] ? v : "\(v)≠\(row.expected[c]?.rawValue ?? "?")").padding(toLength: 16, withPad: " ", startingAt: 0)
