@@ -7,7 +7,18 @@
  * Everything is RIP-relative so the blob runs wherever it is placed; the
  * only absolute relocation is the GDT base in gdt_desc (R_X86_64_64).
  * With -DKEXEC_TOOLS_ABI (kexec-tools-abi variant) entry64_regs has
- * kexec-tools' field order instead of the kernel's. */
+ * kexec-tools' field order instead of the kernel's.  With
+ * -DGDT_BASE_AT_RUNTIME (pie-norelative variant) the descriptor sits in
+ * .data and its base is stored at run time, so nothing needs relocating. */
+
+#ifdef GDT_BASE_AT_RUNTIME
+#define LOAD_GDT			\
+	leaq	gdt(%rip), %rax;	\
+	movq	%rax, gdt_desc + 2(%rip); \
+	lgdt	gdt_desc(%rip)
+#else
+#define LOAD_GDT lgdt gdt_desc(%rip)
+#endif
 
 #define KERNEL_CS 0x10
 #define KERNEL_DS 0x18
@@ -17,7 +28,7 @@
 	.globl	purgatory_start
 	.type	purgatory_start, @function
 purgatory_start:
-	lgdt	gdt_desc(%rip)
+	LOAD_GDT
 	movl	$KERNEL_DS, %eax
 	movl	%eax, %ds
 	movl	%eax, %es
@@ -41,7 +52,7 @@ purgatory_start:
 	.type	entry64, @function
 entry64:
 	/* Same setup again so entry64 is self-contained. */
-	lgdt	gdt_desc(%rip)
+	LOAD_GDT
 	movl	$KERNEL_DS, %eax
 	movl	%eax, %ds
 	movl	%eax, %es
@@ -105,9 +116,17 @@ gdt:
 	.quad	0x00af9a000000ffff	/* 0x10 64-bit code, DPL 0 */
 	.quad	0x00cf92000000ffff	/* 0x18 data, DPL 0 */
 gdt_end:
+#ifdef GDT_BASE_AT_RUNTIME
+	.data
+	.balign	16
+gdt_desc:				/* operand of lgdt; base stored by LOAD_GDT */
+	.word	gdt_end - gdt - 1
+	.quad	0
+#else
 gdt_desc:				/* operand of lgdt */
 	.word	gdt_end - gdt - 1
 	.quad	gdt			/* R_X86_64_64, patched at load time */
+#endif
 
 	.data
 	.balign	16
