@@ -215,9 +215,8 @@ public struct Inspector: Sendable {
         while offset < code.count {
             let chunk = decoder.decode(Array(code[offset...]), at: UInt64(offset))
             result += chunk
-            let end = chunk.last.map { Int($0.address) + $0.bytes.count } ?? offset
-            offset = max(end, offset) + (chunk.isEmpty || end < code.count ? 1 : 0)
-            if chunk.isEmpty { continue }
+            // Capstone stops at the first byte it cannot decode: step over that byte.
+            offset = (chunk.last.map { Int($0.address) + $0.bytes.count } ?? offset) + 1
         }
         return result
     }

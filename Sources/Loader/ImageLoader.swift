@@ -83,7 +83,7 @@ public struct ImageLoader: Sendable {
                         reason: "R_X86_64_RELATIVE at \(hex(r.offset)) lies outside the loaded file bytes"))
                 }
                 let value = bias &+ UInt64(bitPattern: r.addend)
-                loaded.buffer.replaceSubrange(Int(at) ..< Int(at) + 8, with: (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) })
+                loaded.buffer.replaceSubrange(Int(at) ..< Int(at) + 8, with: littleEndianBytes(value))
             }
         }
     }

@@ -9,6 +9,11 @@ public func kernelAlign(_ x: UInt64, _ alignment: UInt64) -> UInt64 {
 
 public let pageSize: UInt64 = 0x1000
 
+/// The low `width` bytes of `value`, little-endian: how every loader stores a field.
+public func littleEndianBytes(_ value: UInt64, width: Int = 8) -> [UInt8] {
+    (0 ..< width).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+}
+
 /// The purgatory buffer as kexec_purgatory_setup_kbuf sizes it, before placement.
 public struct BufferLayout: Equatable, Sendable {
     /// Alignment of the whole buffer, at least a page (kexec_add_buffer raises it).

@@ -119,11 +119,6 @@ public struct LoadedPurgatory: Sendable {
         return Int(symbol.shndx) < sections.count ? sections[Int(symbol.shndx)].name : ""
     }
 
-    /// The segment's bytes as the kernel copies them: the buffer, then zeros to the page-rounded size.
-    public var segmentBytes: [UInt8] {
-        buffer + [UInt8](repeating: 0, count: Int(layout.segmentSize - UInt64(buffer.count)))
-    }
-
     /// Named code and data symbols at their relocated addresses, sorted, for `symbolize`.
     public func addressMap() -> AddressMap {
         var entries: [AddressMap.Entry] = []

@@ -27,20 +27,20 @@ enum X86_64Relocator {
         case X86_64Relocation.none:
             return .success([])
         case X86_64Relocation.r64:
-            return .success(bytes(value, width: 8))
+            return .success(littleEndianBytes(value))
         case X86_64Relocation.r32:
             // Zero-extended 32-bit absolute: the value must fit in 32 bits unsigned.
             guard value == UInt64(UInt32(truncatingIfNeeded: value)) else { return .failure(overflow(type, value, kind)) }
-            return .success(bytes(value, width: 4))
+            return .success(littleEndianBytes(value, width: 4))
         case X86_64Relocation.r32s:
             // Sign-extended 32-bit absolute: the value must equal its own low 32 bits sign-extended.
             guard Int64(bitPattern: value) == Int64(Int32(truncatingIfNeeded: value)) else {
                 return .failure(overflow(type, value, kind))
             }
-            return .success(bytes(value, width: 4))
+            return .success(littleEndianBytes(value, width: 4))
         case X86_64Relocation.pc32, X86_64Relocation.plt32:
             // PC-relative, truncated to 32 bits with no overflow check.
-            return .success(bytes(value &- place, width: 4))
+            return .success(littleEndianBytes(value &- place, width: 4))
         default:
             return .failure(kind == .kexecTools ? .kexecTools("Unhandled rela relocation: \(X86_64Relocation.name(type))")
                                                 : .kexec("Unknown rela relocation: \(type)"))
@@ -61,9 +61,5 @@ enum X86_64Relocator {
         kind == .kexecTools
             ? .kexecTools("overflow in relocation type \(X86_64Relocation.name(type)) val \(String(value, radix: 16))")
             : .kexec("Overflow in relocation type \(type) value \(hex(value))")
-    }
-
-    private static func bytes(_ value: UInt64, width: Int) -> [UInt8] {
-        (0 ..< width).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
     }
 }

@@ -80,7 +80,7 @@ public struct Scenario: Sendable {
             try storeDigest(&purgatory, segments)
             for (name, value) in symbolValues {
                 let size = Int(purgatory.findSymbol(name)?.size ?? 0)
-                try purgatory.setSymbol(name, Array(littleEndian(value).prefix([1, 2, 4, 8].contains(size) ? size : 8)))
+                try purgatory.setSymbol(name, littleEndianBytes(value, width: [1, 2, 4, 8].contains(size) ? size : 8))
             }
         } catch {
             return try refused(error, &report, &lap)
@@ -159,7 +159,7 @@ public struct Scenario: Sendable {
             throw .refused(LoadError(log: ["kexec-bzImage64: Could not find address of symbol \(abi.stack)"]))
         }
         registers[.rsp] = stack
-        try purgatory.setSymbol(abi.registers, order.flatMap { littleEndian(registers[$0]) })
+        try purgatory.setSymbol(abi.registers, order.flatMap { littleEndianBytes(registers[$0]) })
         return registers
     }
 
@@ -172,7 +172,7 @@ public struct Scenario: Sendable {
         for segment in segments {
             hasher.update(data: segment.data)
             hasher.update(data: [UInt8](repeating: 0, count: Int(segment.memsz) - segment.data.count))
-            regions += littleEndian(segment.start) + littleEndian(segment.memsz)
+            regions += littleEndianBytes(segment.start) + littleEndianBytes(segment.memsz)
         }
         regions += [UInt8](repeating: 0, count: PurgatoryABI.regionCount * 16 - regions.count)
         try purgatory.setSymbol(abi.regions, regions)
@@ -276,7 +276,6 @@ public struct Scenario: Sendable {
     }
 }
 
-func littleEndian(_ value: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
 
 /// Consecutive lap times on the monotonic clock.
 struct Stopwatch {

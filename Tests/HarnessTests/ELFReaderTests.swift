@@ -67,7 +67,7 @@ import Testing
         #expect(error?.description.contains("extends past the end of the file") == true)
     }
 
-    @Test func huge_shnum_and_offsets_do_not_overflow() throws {
+    @Test func sectionTableOffsetNearTheTopIsAnError() throws {
         var bytes = Fixtures.referenceBytes
         bytes.replaceSubrange(40 ..< 48, with: le(UInt64.max - 10))  // e_shoff
         #expect(throws: ELFError.self) { try ELFFile(bytes: bytes, name: "x.ro") }
