@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows left to right: bytes → ELF → Loader → Machine → Run → CLI.
+// Data flows left to right: bytes → Containers (vmlinux, bzImage, kexec) → ELF → Loader → Machine → Run → CLI.
 // ELF knows nothing of Unicorn, Machine nothing of ELF; Run joins them.
 let package = Package(
     name: "purgatory-harness",
@@ -18,22 +18,25 @@ let package = Package(
                        providers: [.apt(["libunicorn-dev"])]),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
+        .systemLibrary(name: "CCompression",
+                       providers: [.apt(["zlib1g-dev", "liblzma-dev", "libzstd-dev", "libbz2-dev", "liblz4-dev", "liblzo2-dev"])]),
         .target(name: "ELF"),
+        .target(name: "Containers", dependencies: ["ELF", "CCompression"]),
         .target(name: "Loader", dependencies: ["ELF"]),
         .target(name: "Machine", dependencies: ["CUnicorn"]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
         .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run", "Inspect"]),
         .target(name: "Run", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly",
+            "ELF", "Loader", "Machine", "Disassembly", "Containers",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .executableTarget(name: "purgatory-harness", dependencies: [
-            "Run", "Loader", "ELF", "Inspect", "Fuzz",
+            "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect", "Fuzz",
+            "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect", "Fuzz", "Containers",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ]

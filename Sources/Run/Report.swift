@@ -36,6 +36,24 @@ public struct RunReport: Codable, Sendable {
         public var address: UInt64
     }
 
+    /// What bzImage64_load left in the boot params segment (read back from its bytes).
+    public struct BootParamsInfo: Codable, Sendable, Equatable {
+        /// The setup header's boot protocol version, when a real bzImage supplied the header.
+        public var protocolVersion: String?
+        public var typeOfLoader: UInt8
+        public var commandLineAddress: UInt64
+        public var commandLine: String
+        public var initrdAddress: UInt64?
+        public var initrdSize: UInt64?
+        public var e820Entries: Int
+
+        enum CodingKeys: String, CodingKey {
+            case protocolVersion = "protocol_version", typeOfLoader = "type_of_loader"
+            case commandLineAddress = "command_line_address", commandLine = "command_line"
+            case initrdAddress = "initrd_address", initrdSize = "initrd_size", e820Entries = "e820_entries"
+        }
+    }
+
     /// Where the time of one run went, in seconds.
     public struct Timings: Codable, Sendable, Equatable {
         /// ELF parse excluded: layout, relocation, segments, entry64_regs, digest.
@@ -62,6 +80,7 @@ public struct RunReport: Codable, Sendable {
     public var entry: UInt64
     public var entrySource: String
     public var segments: [SegmentInfo]
+    public var bootParams: BootParamsInfo?
     public var instructions: UInt64
     public var crossCheckInstructions: UInt64?
     /// Blocks entered (block-hook calls that counted), when counting.
@@ -84,7 +103,7 @@ public struct RunReport: Codable, Sendable {
         case kernelLog = "kernel_log", entryRule = "entry_rule", loadAddress = "load_address"
         case purgatorySize = "purgatory_size", bufAlign = "buf_align", entrySource = "entry_source"
         case crossCheckInstructions = "cross_check_instructions", bytesHashed = "bytes_hashed"
-        case blocksExecuted = "blocks_executed"
+        case blocksExecuted = "blocks_executed", bootParams = "boot_params"
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
     }

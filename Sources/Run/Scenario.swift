@@ -68,10 +68,13 @@ public struct Scenario: Sendable {
         // Segments, then entry64_regs and the digest, as bzImage64_load and kexec_file do.
         var rng = SplitMix64.stream(seed, "segments")
         let harnessRequest = SegmentRequest(name: "harness", data: [], memsz: Self.harnessRegionSize, alignment: pageSize, minimum: 0x1000)
-        var segments = try place(segments.requests(seed) + [harnessRequest],
+        var segments = try place(try self.segments.requests(seed) + [harnessRequest],
                                  avoiding: [address ... address + layout.segmentSize - 1],
                                  below: LongModeMachine.pagingLimit, rng: &rng)
         let harness = segments.removeLast()
+        let ram = [address ... address + layout.segmentSize - 1, harness.start ... harness.end - 1] + segments.map { $0.start ... $0.end - 1 }
+        SegmentPlan.completeBootParams(&segments, ram: ram)
+        report.bootParams = SegmentPlan.summarize(segments[0].data)
         report.segments = segments.map { .init(name: $0.name, start: $0.start, length: $0.memsz) }
         let bootParams = segments[0], kernel = segments[1]
         let expectedRegisters: GeneralRegisters

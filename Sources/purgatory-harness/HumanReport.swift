@@ -11,10 +11,16 @@ enum HumanReport {
         row("purgatory", "\(hex(r.loadAddress)) +\(hex(r.purgatorySize)) (buf_align \(hex(r.bufAlign)))"
             + (r.verdict == .loadError ? "" : ", entry \(hex(r.entry)) (\(r.entrySource))"))
         for segment in r.segments { row(segment.name, "\(hex(segment.start)) +\(hex(segment.length))") }
+        if let b = r.bootParams {
+            var text = "cmdline at \(hex(b.commandLineAddress)) \"\(b.commandLine)\""
+            if let start = b.initrdAddress, let size = b.initrdSize { text += ", initrd \(hex(start)) +\(hex(size))" }
+            text += ", \(b.e820Entries) e820 entries" + (b.protocolVersion.map { ", setup header of boot protocol \($0)" } ?? "")
+            row("boot params", text)
+        }
         if let t = r.tamper { row("tamper", "flipped byte \(hex(t.offset)) of \(t.segment) (\(hex(t.address)))") }
         for d in r.diagnostics { row("diagnostic", d) }
         if let console = r.console {
-            for line in console.split(separator: "\n", omittingEmptySubsequences: false) where !line.isEmpty {
+            for line in console.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false) where !line.isEmpty {
                 row("console", line.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\x" + String($0.value, radix: 16) : String($0) }.joined())
             }
         }

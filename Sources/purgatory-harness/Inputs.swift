@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import ELF
 import Foundation
 import Run
@@ -48,14 +49,27 @@ enum Inputs {
 
     /// The purgatory named on the command line, or the built-in reference purgatory.
     static func purgatory(_ path: String?) throws -> ELFFile {
+        guard let path else {
+            do { return try DefaultPurgatory.file() } catch { throw InputError(error.description) }
+        }
+        return try extracted(path).file
+    }
+
+    /// The purgatory inside `path`: the file itself when it is an ELF object, else the one
+    /// embedded in a vmlinux, bzImage or kexec-tools binary (named `path:purgatory` in messages).
+    static func extracted(_ path: String) throws -> (file: ELFFile, extraction: Extraction) {
+        let bytes = try read(path, what: "purgatory")
+        let extraction: Extraction
+        do { extraction = try PurgatoryExtractor.extract(bytes, name: path) } catch {
+            throw InputError(error.description)
+        }
+        let name = extraction.container == .object || extraction.container == .image ? path : path + ":purgatory"
+        guard extraction.object.count <= ELFFile.maximumSize else {
+            throw InputError("\(name): \(extraction.object.count) bytes is larger than any purgatory (limit \(ELFFile.maximumSize))")
+        }
         do {
-            guard let path else { return try DefaultPurgatory.file() }
-            let bytes = try read(path, what: "purgatory")
-            guard bytes.count <= ELFFile.maximumSize else {
-                throw InputError("\(path): \(bytes.count) bytes is larger than any purgatory (limit \(ELFFile.maximumSize))")
-            }
-            return try ELFFile(bytes: bytes, name: path)
-        } catch let error as ELFError {
+            return (try ELFFile(bytes: extraction.object, name: name), extraction)
+        } catch {
             throw InputError(error.description)
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import ELF
 import Foundation
 import Loader
@@ -37,7 +38,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: "Write VALUE into the purgatory's global NAME (its own size), e.g. console_serial=1.")
     var assignments: [SymbolAssignment] = []
 
-    @Option(help: "Use this file's bytes as the kernel segment.")
+    @Option(help: ArgumentHelp("The next kernel: a bzImage (/boot/vmlinuz-*) is laid out as bzImage64_load does; any other file is used as raw bytes.",
+                               discussion: "With a bzImage: boot params carry its setup header and the command line, the protected-mode kernel sits at its kernel_alignment with memsz = init_size, the initrd at or above 16 MiB."))
     var kernel: String?
 
     @Option(help: "Use this file's bytes as the initrd segment.")
@@ -94,7 +96,19 @@ struct RunCommand: ParsableCommand {
         scenario.segments.kernelSize = Int(kernelSize.value)
         scenario.segments.initrdSize = Int(initrdSize.value)
         scenario.segments.kernelMemsz = kernelMemsz.map { Int($0.value) }
-        if let kernel { scenario.segments.kernel = try Inputs.read(kernel, what: "kernel segment") }
+        if let kernel {
+            let bytes = try Inputs.read(kernel, what: "kernel segment")
+            if BzImage.looksLike(bytes) {
+                guard kernelMemsz == nil else { throw InputError("\(kernel): --kernel-memsz does not apply to a bzImage (its init_size decides)") }
+                do { scenario.segments.bzImage = try BzImage(bytes: bytes) } catch {
+                    var named = error
+                    named.file = kernel
+                    throw InputError(named.description)
+                }
+            } else {
+                scenario.segments.kernel = bytes
+            }
+        }
         if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
 
         var report: RunReport
