@@ -116,7 +116,7 @@ public enum PurgatoryExtractor {
             }
             let rejected = found.compactMap { result -> String? in if case .failure(let e) = result { e.reason } else { nil } }
             throw ContainerError(structure: "embedded purgatory",
-                                 reason: "a \(kind.rawValue) without kexec_purgatory symbols and without a well-formed ET_REL x86-64 object inside"
+                                 reason: "expected kexec_purgatory symbols or one well-formed ET_REL x86-64 object inside this \(kind.rawValue), found neither"
                                     + (rejected.isEmpty ? "" : " (rejected: " + rejected.prefix(3).joined(separator: "; ") + ")"))
         }
         var chosen = usable

@@ -135,7 +135,9 @@ struct FuzzCommand: ParsableCommand {
         var lines = ["runs per address class and verdict:"]
         var lastFile = ""
         for cell in summary.cells {
-            let file = cell.file == lastFile ? "" : cell.file
+            // Long paths keep their end (the file name) and lose their start.
+            let name = cell.file.count > 39 ? "…" + cell.file.suffix(38) : cell.file
+            let file = cell.file == lastFile ? "" : name
             lastFile = cell.file
             lines.append("  " + file.padding(toLength: 40, withPad: " ", startingAt: 0)
                          + cell.addressClass.padding(toLength: 18, withPad: " ", startingAt: 0)

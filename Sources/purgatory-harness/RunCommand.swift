@@ -100,11 +100,16 @@ struct RunCommand: ParsableCommand {
             let bytes = try Inputs.read(kernel, what: "kernel segment")
             if BzImage.looksLike(bytes) {
                 guard kernelMemsz == nil else { throw InputError("\(kernel): --kernel-memsz does not apply to a bzImage (its init_size decides)") }
-                do { scenario.segments.bzImage = try BzImage(bytes: bytes) } catch {
+                let image: BzImage
+                do { image = try BzImage(bytes: bytes) } catch {
                     var named = error
                     named.file = kernel
                     throw InputError(named.description)
                 }
+                if let refusal = image.refusalToLoad() {
+                    throw InputError("\(kernel): bzImage setup header: kexec_file's bzImage64 probe would refuse it: \(refusal)")
+                }
+                scenario.segments.bzImage = image
             } else {
                 scenario.segments.kernel = bytes
             }

@@ -145,3 +145,96 @@ struct ELFBuilder {
 func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     (0 ..< MemoryLayout<T>.size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) }
 }
+
+extension Fixtures {
+    static let containersPath = repository.appendingPathComponent("Purgatories/containers").path
+
+    /// Runs a system tool and returns its standard output; throws with its stderr when it fails.
+    static func tool(_ arguments: [String]) throws -> [UInt8] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw ToolFailure(message: "\(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(String(decoding: stderr, as: UTF8.self))")
+        }
+        return [UInt8](stdout)
+    }
+
+    struct ToolFailure: Error, CustomStringConvertible { var message: String; var description: String { message } }
+
+    /// A minimal bzImage around `payload`: 4 setup sectors with a boot protocol 2.15 setup header,
+    /// a 0x100-byte stand-in for the decompressor, the payload, and a 0x40-byte tail.
+    static func bzImage(payload: [UInt8], initSize: UInt32 = 0x20_0000, xloadFlags: UInt16 = 0x7f, version: UInt16 = 0x020f) -> [UInt8] {
+        var image = [UInt8](repeating: 0, count: 5 * 512)
+        func put(_ bytes: [UInt8], _ at: Int) { image.replaceSubrange(at ..< at + bytes.count, with: bytes) }
+        image[0x1f1] = 4                                // setup_sects
+        put([0x55, 0xaa], 0x1fe)                        // boot_flag
+        put([0xeb, 0x6a], 0x200)                        // jmp past the header (to 0x26c)
+        put(Array("HdrS".utf8), 0x202)
+        put(le(version), 0x206)
+        image[0x211] = 0x01                             // LOADED_HIGH
+        put(le(UInt32(0x20_0000)), 0x230)               // kernel_alignment
+        image[0x234] = 1                                // relocatable_kernel
+        put(le(xloadFlags), 0x236)
+        put(le(UInt32(2047)), 0x238)                    // cmdline_size
+        put(le(UInt32(0x100)), 0x248)                   // payload_offset
+        put(le(UInt32(payload.count)), 0x24c)           // payload_length
+        put(le(UInt64(0x100_0000)), 0x258)              // pref_address
+        put(le(initSize), 0x260)
+        return image + [UInt8](repeating: 0xcc, count: 0x100) + payload + [UInt8](repeating: 0x90, count: 0x40)
+    }
+}
+
+/// The real purgatories scripts/fetch-debian-purgatories puts in its cache. Missing files are a
+/// test failure, never a skip: CI downloads them, and so does scripts/install-deps.
+enum DebianArtifacts {
+    struct Entry { var file: String; var package: String; var version: String; var sha256: String; var path: String }
+
+    static var cache: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let path = environment["PURGATORY_HARNESS_CACHE"], !path.isEmpty { return path }
+        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
+        return base + "/purgatory-harness/debian"
+    }
+
+    struct Missing: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func manifest() throws -> [Entry] {
+        guard let text = FileManager.default.contents(atPath: cache + "/MANIFEST") else {
+            throw Missing(description: "\(cache)/MANIFEST not found: run scripts/fetch-debian-purgatories (scripts/install-deps does)")
+        }
+        return String(decoding: text, as: UTF8.self).split(separator: "\n").map { line in
+            let f = line.split(separator: " ").map(String.init)
+            return Entry(file: f[0], package: f[1], version: f[2], sha256: f[3], path: cache + "/" + f[0])
+        }
+    }
+
+    static func kernels() throws -> [Entry] {
+        let kernels = try manifest().filter { $0.file.hasPrefix("vmlinuz-") }
+        guard !kernels.isEmpty else { throw Missing(description: "\(cache)/MANIFEST lists no kernel") }
+        return kernels
+    }
+
+    static func entry(_ file: String) throws -> Entry {
+        guard let entry = try manifest().first(where: { $0.file == file }) else {
+            throw Missing(description: "\(cache)/MANIFEST lists no \(file)")
+        }
+        return entry
+    }
+
+    /// The newest kernel: what the `vmlinuz` link points at.
+    static func newestKernel() throws -> Entry {
+        let target = try FileManager.default.destinationOfSymbolicLink(atPath: cache + "/vmlinuz")
+        guard let entry = try kernels().first(where: { $0.file == target }) else { throw Missing(description: "vmlinuz → \(target) is not in MANIFEST") }
+        return entry
+    }
+}
