@@ -71,9 +71,11 @@ public struct Inspection: Codable, Sendable {
     public var kernelLog: [String]
     public var diagnostics: [String]
     public var lints: [Lint]
+    /// How the object was found inside a vmlinux, bzImage or kexec binary (empty for a plain object).
+    public var container: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case file, loader, abi, sections, relocations, entries, lints, diagnostics
+        case file, loader, abi, sections, relocations, entries, lints, diagnostics, container
         case fileType = "file_type", loadAddress = "load_address", bufAlign = "buf_align", bufsz
         case bssSize = "bss_size", memsz, segmentSize = "segment_size", abiSymbols = "abi_symbols"
         case loadsCleanly = "loads_cleanly", neverLoads = "never_loads", lowestFailingAddress = "lowest_failing_address"

@@ -22,10 +22,11 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let file = try Inputs.purgatory(file)
+        let (file, extraction) = try self.file.map(Inputs.extracted) ?? (try Inputs.purgatory(nil), nil)
         let inspector = Inspector(file: file, kind: loading.loader, entryRule: loading.entryRule, abi: loading.resolvedABI)
-        let report: Inspection
+        var report: Inspection
         do { report = try inspector.inspect(at: loadAddress?.value) } catch { throw InputError(error.description) }
+        if let extraction, extraction.container != .object { report.container = extraction.provenance }
         if json {
             try printJSON(report)
         } else {
@@ -37,6 +38,7 @@ struct InspectCommand: ParsableCommand {
     static func render(_ r: Inspection) -> String {
         var lines = ["purgatory-harness inspect \(r.file) (\(r.loader) loader, \(r.abi) ABI)"]
         func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 15, withPad: " ", startingAt: 0) + value) }
+        for (i, line) in r.container.enumerated() { row(i == 0 ? "found in" : "", line) }
         row("object", "\(r.fileType), \(r.sections.count + 1) sections")
         row("buffer", "bufsz \(hex(r.bufsz)) + bss \(hex(r.bssSize)) = memsz \(hex(r.memsz)), segment \(hex(r.segmentSize)), buf_align \(hex(r.bufAlign))")
         row("sections", "at load address \(hex(r.loadAddress)):")

@@ -58,6 +58,22 @@ import Testing
         }
     }
 
+    @Test(arguments: CompressionFormat.allCases)
+    func decompressionStopsAtItsLimit(format: CompressionFormat) throws {
+        let error = #expect(throws: ContainerError.self) { try Decompression.decompress(try Self.payload(format)[...], limit: 4096) }
+        #expect(error?.structure == "\(format.rawValue) payload")
+        #expect(error?.reason == "decompresses to more than 4096 bytes")
+    }
+
+    @Test func inspectSaysWhereThePurgatoryWasFound() throws {
+        let input = try Fixtures.temporaryFile(Fixtures.bzImage(payload: try Self.payload(.lz4)), name: "bzImage-lz4")
+        let result = try Fixtures.harness(["inspect", input])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("inspect \(input):purgatory (kexec-file loader, kernel ABI)"))
+        #expect(result.stdout.contains("  found in       bzImage, boot protocol 2.15: lz4 payload of"))
+        #expect(result.stdout.contains("ET_REL x86-64 object at 0x2000, 8744 bytes by its section header table"))
+    }
+
     @Test func wrongAppendedSizeIsNamed() throws {
         var payload = try Self.payload(.xz)
         payload[payload.count - 1] ^= 0x01
