@@ -90,10 +90,15 @@ extension LoadedPurgatory {
                 if l.size > 0 { cuts.insert(min(l.start &+ l.size, end)) }
             }
             let points = cuts.sorted()
+            let sized = mine.filter { $0.size > 0 }
+            let candidates = sized + mine.filter { l in
+                l.size == 0 && !sized.contains { $0.start <= l.start && l.start < $0.start &+ $0.size }
+            }
             for (low, high) in zip(points, points.dropFirst()) {
                 let covering = mine.filter { $0.size > 0 && $0.start <= low && low < $0.start &+ $0.size }
-                // Past the end of a sized function and before any label: nobody's ("(.text)").
-                let nearest = mine.filter { $0.start <= low }.min(by: preferred)
+                // Past the end of a sized function and before any label of its own: nobody's
+                // ("(.text)"). Labels inside a sized function belong to it and own nothing beyond.
+                let nearest = candidates.filter { $0.start <= low }.min(by: preferred)
                 let owner = covering.min(by: preferred) ?? nearest.flatMap { $0.size == 0 ? $0 : nil }
                 let key = owner.map { "\($0.name)@\($0.start)" } ?? "(\(section.name))@\(start)"
                 let index: Int
