@@ -113,17 +113,18 @@ struct CompareCommand: ParsableCommand {
         }
         let nameWidth = max(24, (c.rows.map(\.name.count).max() ?? 0) + 4)
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        let widths = labels.map { max(13, $0.count + 2) }
         func cells(_ values: [String?], _ differences: [String], _ ratios: [String]) -> String {
             var text = ""
             for i in values.indices {
-                text += pad(values[i] ?? "-", 13)
+                text += pad(values[i] ?? "-", widths[i])
                 if i > 0 { text += pad(differences[i], 11) + pad(ratios[i], 8) }
             }
             return text
         }
         var header = "".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
         for (i, label) in labels.enumerated() {
-            header += pad(String(label.suffix(12)), 13)
+            header += pad(label, widths[i])
             if i > 0 { header += pad("Δ", 11) + pad("ratio", 8) }
         }
         lines.append("")
