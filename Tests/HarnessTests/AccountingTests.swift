@@ -1,4 +1,5 @@
 import Dispatch
+import Fuzz
 import ELF
 import Foundation
 import Loader
@@ -302,5 +303,35 @@ extension MachineTests {
         #expect(throws: MachineError.self) {
             _ = try m.run(until: Self.sentinel, budget: 100, attributing: [Self.code ..< Self.code + 8, Self.code + 4 ..< Self.code + 9])
         }
+    }
+}
+
+/// Every build in the manifest that verifies below 2 GiB (gcc and clang, -ffunction-sections,
+/// .ltext, PIE images, kexec-tools' ABI): the same phase rules find all four phases, with the
+/// hand-off exactly entry64 and the per-instruction hook agreeing per function.
+@Suite struct ManifestAccountingTests {
+    @Test func thePhaseRulesHoldForEveryBuild() throws {
+        let directory = Fixtures.repository.appendingPathComponent("Purgatories")
+        let manifest = try JSONDecoder().decode(MatrixManifest.self,
+                                                from: try Data(contentsOf: directory.appendingPathComponent("manifest.json")))
+        var checked = 0
+        for v in manifest.variants where v.expected["below 2 GiB"] == .verified {
+            let bytes = try #require(FileManager.default.contents(atPath: directory.appendingPathComponent(v.file).path))
+            var s = try AccountingTests.scenario(21, [UInt8](bytes))
+            s.loader = try #require(LoaderKind(rawValue: v.loader))
+            s.loadAddress = 0x4000_0000
+            let r = try s.run()
+            #expect(r.verdict == .verified, "\(v.name): \(r.message)")
+            try AccountingTests.expectConsistent(r, v.name)
+            let a = try #require(r.accounting)
+            #expect(a.notes.isEmpty, "\(v.name): \(a.notes)")
+            #expect(Set(["compress", "sha256_update", "sha256_final"]).isSubset(of: a.hashingFunctions), "\(v.name)")
+            #expect(a.phase(.handoff).functions.map(\.name) == ["entry64"], "\(v.name)")
+            #expect(a.phase(.compare).functions.first?.name == "memcmp", "\(v.name)")
+            #expect(a.phases.allSatisfy { $0.instructions > 0 }, "\(v.name)")
+            #expect(a.phase(.hashing).instructions > r.instructions * 99 / 100, "\(v.name)")
+            checked += 1
+        }
+        #expect(checked >= 15)
     }
 }
