@@ -156,8 +156,10 @@ extension Accounting {
         }
 
         // Phases.
-        let handoff = runs.firstIndex { names[$0.function] == Self.handoffFunction } ?? runs.count
-        let hashingRuns = runs.indices.filter { $0 < handoff && Self.isHashing(names[runs[$0].function]) }
+        // Name rules once per function, not per run (a run has hundreds of function changes).
+        let isHashing = names.map(Self.isHashing), isHandoff = names.map { $0 == Self.handoffFunction }
+        let handoff = runs.firstIndex { isHandoff[$0.function] } ?? runs.count
+        let hashingRuns = runs.indices.filter { $0 < handoff && isHashing[runs[$0].function] }
         let hashingNames = Set(hashingRuns.map { names[runs[$0].function] }).sorted()
         let firstHash = hashingRuns.first ?? handoff, lastHash = hashingRuns.last.map { $0 + 1 } ?? handoff
         let hashingRule = "from the first to the last block of a hashing function (\(hashingNames.joined(separator: ", "))), everything between included"

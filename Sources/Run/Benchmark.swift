@@ -32,6 +32,9 @@ public struct Benchmark: Sendable {
         public var setup: Double
         public var teardown: Double
         public var perRun: Double
+        /// Wall time of a whole small run with the accounting (default) and without it.
+        public var wallWithAccounting: Double
+        public var wallWithoutAccounting: Double
         /// uc_open + uc_close alone, and with the five regions of a run mapped (no writes).
         public var engineOnly: Double
         public var engineAndMaps: Double
@@ -86,7 +89,16 @@ public struct Benchmark: Sendable {
 
         // Per-run costs on the small default scenario, at a new address each time.
         var load = 0.0, setup = 0.0, teardown = 0.0, total = 0.0, smallBytes: UInt64 = 0
+        // Wall time of whole runs (attribution after the run included), with and without accounting, alternated.
+        var wall = [false: 0.0, true: 0.0]
         for i in 0 ..< smallRuns {
+            var scenario = Scenario(file: file, seed: UInt64(i))
+            for accounting in [i % 2 == 0, i % 2 != 0] {
+                scenario.accounting = accounting
+                var lap = Stopwatch()
+                _ = try scenario.run()
+                wall[accounting]! += lap.split()
+            }
             let report = try Scenario(file: file, seed: UInt64(i)).run()
             load += report.timings.load
             setup += report.timings.setup
@@ -115,6 +127,7 @@ public struct Benchmark: Sendable {
                       hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions, exactBlocks: exactBlocks,
                       smallRuns: smallRuns, smallBytes: smallBytes,
                       load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n,
+                      wallWithAccounting: wall[true]! / n, wallWithoutAccounting: wall[false]! / n,
                       engineOnly: engineOnly / n, engineAndMaps: engineAndMaps / n)
     }
 }

@@ -56,6 +56,8 @@ struct BenchCommand: ParsableCommand {
         print(f("    of which uc_open + uc_close alone   %7.3f ms", r.engineOnly * 1e3))
         print(f("    uc_open + 5 x uc_mem_map + uc_close %7.3f ms", r.engineAndMaps * 1e3))
         print(f("  whole run                       %7.3f ms  (%.0f runs/s on one core)", r.perRun * 1e3, 1 / r.perRun))
+        print(f("  wall time, accounting on / off  %7.3f / %.3f ms  (attribution after the run: %+.3f ms)", r.wallWithAccounting * 1e3,
+                r.wallWithoutAccounting * 1e3, (r.wallWithAccounting - r.wallWithoutAccounting) * 1e3))
         var placements = PlacementBenchmark(file: bench.file)
         placements.runs = max(runs, 100)
         let p = placements.run()
