@@ -204,14 +204,21 @@ public final class LongModeMachine {
 
     /// Runs from the current rip until the sentinel is reached, the guest spins,
     /// faults or halts, or `budget` instructions have run.
+    ///
+    /// `ranges` (sorted, disjoint, e.g. functions) attribute the count by block start: the outcome
+    /// lists each entry into a different range; with `.crossCheck` the per-instruction hook also
+    /// counts per range. `recordBlocks` > 0 records that many executed blocks in order (a slower hook).
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
-                    timeoutMicroseconds: UInt64 = 0) throws(MachineError) -> RunOutcome {
+                    timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
+                    recordBlocks: Int = 0) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
         hasRun = true
         state.pointee.sentinel = sentinel
         state.pointee.budget = budget
+        try setAttribution(ranges, perInstruction: counting == .crossCheck)
+        state.pointee.orderLimit = max(recordBlocks, 0)
         var hooks: [uc_hook] = []
         defer { for hook in hooks { uc_hook_del(engine, hook) } }
         func add(_ body: (UnsafeMutablePointer<uc_hook>) -> uc_err, _ what: String) throws(MachineError) {
@@ -221,7 +228,8 @@ public final class LongModeMachine {
         }
         let user = UnsafeMutableRawPointer(state)
         if counting != .off {
-            try add({ ph_hook_add_trace(engine, $0, Int32(UC_HOOK_BLOCK.rawValue), blockHook, user, 1, 0) }, "block")
+            let hook = recordBlocks > 0 ? recordingBlockHook : blockHook
+            try add({ ph_hook_add_trace(engine, $0, Int32(UC_HOOK_BLOCK.rawValue), hook, user, 1, 0) }, "block")
         }
         if counting == .crossCheck {
             try add({ ph_hook_add_trace(engine, $0, Int32(UC_HOOK_CODE.rawValue), codeHook, user, 1, 0) }, "code")
@@ -266,12 +274,42 @@ public final class LongModeMachine {
         if s.requestCacheFailed {
             throw MachineError(operation: "count instructions", reason: "uc_ctl_request_cache did not return a block")
         }
-        return RunOutcome(reason: reason, instructions: s.instructions,
+        var outcome = RunOutcome(reason: reason, instructions: s.instructions,
                           crossCheckInstructions: counting == .crossCheck ? s.crossCheckInstructions : nil,
                           lastBlock: s.lastCounted.map { ($0.address, $0.bytes, $0.instructions) } ?? (0, 0, 0),
                           registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
                           blocks: blockCounts(), serialOutput: ports.transmitted,
                           otherPortAccesses: ports.otherAccesses)
+        outcome.rangeEntries = s.entries.elements
+        outcome.crossCheckPerRange = s.instructionsPerRange.map { Array(UnsafeBufferPointer(start: $0, count: s.rangeCount + 1)) }
+        if recordBlocks > 0 {
+            outcome.executedBlocks = s.order.elements
+            outcome.executedBlocksDropped = s.orderDropped
+        }
+        return outcome
+    }
+
+    private func setAttribution(_ ranges: [Range<UInt64>], perInstruction: Bool) throws(MachineError) {
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.lowerBound < a.upperBound {
+            throw MachineError(operation: "attribute counts", reason: "ranges \(hex(a.lowerBound))..<\(hex(a.upperBound)) and \(hex(b.lowerBound))..<\(hex(b.upperBound)) are not sorted and disjoint")
+        }
+        let n = ranges.count
+        if n > 0 {
+            let starts = UnsafeMutablePointer<UInt64>.allocate(capacity: n)
+            let ends = UnsafeMutablePointer<UInt64>.allocate(capacity: n)
+            for (i, r) in ranges.enumerated() {
+                starts[i] = r.lowerBound
+                ends[i] = r.upperBound
+            }
+            state.pointee.rangeStarts = starts
+            state.pointee.rangeEnds = ends
+        }
+        state.pointee.rangeCount = n
+        if perInstruction {
+            let counts = UnsafeMutablePointer<UInt64>.allocate(capacity: n + 1)
+            counts.initialize(repeating: 0, count: n + 1)
+            state.pointee.instructionsPerRange = counts
+        }
     }
 
     private func blockCounts() -> [BlockCount] {

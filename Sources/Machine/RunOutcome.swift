@@ -29,6 +29,19 @@ public struct BlockCount: Equatable, Sendable {
     public var executions: UInt64
 }
 
+/// Execution entered attribution range `range` (an index into the ranges given to `run`,
+/// -1 for code outside all of them) when `firstInstruction` instructions had been counted.
+public struct RangeEntry: Equatable, Sendable {
+    public var range: Int
+    public var firstInstruction: UInt64
+}
+
+/// One executed block, in execution order.
+public struct ExecutedBlock: Equatable, Sendable {
+    public var address: UInt64
+    public var instructions: UInt32
+}
+
 public struct RunOutcome: Sendable {
     public var reason: StopReason
     /// Exact count from the block hook: sum of per-block instruction counts of every block entered
@@ -45,4 +58,13 @@ public struct RunOutcome: Sendable {
     public var serialOutput: [UInt8]
     /// IN/OUT to ports other than the UART's (they read as all ones).
     public var otherPortAccesses: Int
+    /// Each change of attribution range by block start, in order: consecutive entries differ, so
+    /// this is as long as the number of transitions between ranges (not blocks).
+    public var rangeEntries: [RangeEntry] = []
+    /// The per-instruction hook's count per attribution range (outside all of them last), when cross-checking.
+    public var crossCheckPerRange: [UInt64]?
+    /// Every counted block in order, when recording was asked for, up to its limit.
+    public var executedBlocks: [ExecutedBlock]?
+    /// Blocks counted after the recording limit was reached (not in `executedBlocks`).
+    public var executedBlocksDropped: UInt64 = 0
 }

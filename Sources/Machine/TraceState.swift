@@ -13,6 +13,8 @@ struct TraceState {
         /// For a block of only nop/pause and at most a direct jmp: where it always goes next
         /// (.max otherwise). A cycle of such blocks can never end.
         var next: UInt64 = .max
+        /// Index of the attribution range holding the block's first byte; -1 outside every range.
+        var range: Int32 = -1
     }
 
     var engine: OpaquePointer?
@@ -42,6 +44,27 @@ struct TraceState {
     var accessSize: Int = 0
     var requestCacheFailed = false
 
+    // Attribution (see `LongModeMachine.run(…attributing:…)`). All of it is touched on the slow
+    // path only: the hot path runs the block that ran last, so the range cannot have changed.
+    /// Sorted, disjoint attribution ranges [start, end).
+    var rangeStarts: UnsafeMutablePointer<UInt64>?
+    var rangeEnds: UnsafeMutablePointer<UInt64>?
+    var rangeCount = 0
+    /// The range of the block counted last (Int32.min before the first one).
+    var currentRange: Int32 = .min
+    /// Every entry into a different range, with the instructions counted before it.
+    var entries = GrowingBuffer<RangeEntry>()
+    /// Executed blocks in order, up to `orderLimit` (0: not recorded); later ones only counted.
+    var order = GrowingBuffer<ExecutedBlock>()
+    var orderLimit = 0
+    var orderDropped: UInt64 = 0
+    /// The per-instruction hook's counts per range, `rangeCount` (outside) last; nil unless cross-checking.
+    var instructionsPerRange: UnsafeMutablePointer<UInt64>?
+    /// The range the previous instruction fell in, so most instructions need no search.
+    var cachedRange: Int32 = -1
+    var cachedLow: UInt64 = 1
+    var cachedHigh: UInt64 = 0
+
     enum Stop { case none, spin, budget, sentinel, exception, unmapped }
 
     init(capacity: Int = 1024) {
@@ -50,7 +73,61 @@ struct TraceState {
         mask = capacity - 1
     }
 
-    func release() { slots.deallocate() }
+    func release() {
+        slots.deallocate()
+        rangeStarts?.deallocate()
+        rangeEnds?.deallocate()
+        instructionsPerRange?.deallocate()
+        entries.release()
+        order.release()
+    }
+
+    /// Index of the range holding `address`, -1 if none (binary search: slow path only).
+    func rangeIndex(_ address: UInt64) -> Int32 {
+        guard let starts = rangeStarts, let ends = rangeEnds else { return -1 }
+        var low = 0, high = rangeCount
+        while low < high {
+            let mid = (low + high) / 2
+            if starts[mid] <= address { low = mid + 1 } else { high = mid }
+        }
+        return low > 0 && address < ends[low - 1] ? Int32(low - 1) : -1
+    }
+
+    /// Counts one execution of `slot` (the caller checked the budget) and notes range changes
+    /// and, when recording, the block itself.
+    @inline(__always)
+    mutating func count(_ slot: UnsafeMutablePointer<Slot>) {
+        let before = instructions
+        slot.pointee.executions &+= 1
+        instructions &+= UInt64(slot.pointee.instructions)
+        if slot.pointee.range != currentRange {
+            currentRange = slot.pointee.range
+            entries.append(RangeEntry(range: Int(currentRange), firstInstruction: before))
+        }
+        if orderLimit > 0 {
+            if order.count < orderLimit {
+                order.append(ExecutedBlock(address: slot.pointee.address, instructions: slot.pointee.instructions))
+            } else {
+                orderDropped &+= 1
+            }
+        }
+    }
+
+    /// The per-instruction hook's attribution of one instruction at `address`.
+    @inline(__always)
+    mutating func countInstruction(_ address: UInt64) {
+        guard let counts = instructionsPerRange else { return }
+        if address < cachedLow || address >= cachedHigh {
+            cachedRange = rangeIndex(address)
+            if cachedRange >= 0 {
+                cachedLow = rangeStarts![Int(cachedRange)]
+                cachedHigh = rangeEnds![Int(cachedRange)]
+            } else {
+                (cachedLow, cachedHigh) = (1, 0)  // outside: search again next time
+            }
+        }
+        counts[cachedRange >= 0 ? Int(cachedRange) : rangeCount] &+= 1
+    }
 
     @inline(__always)
     static func hash(_ address: UInt64) -> Int {
@@ -83,7 +160,7 @@ struct TraceState {
             requestCacheFailed = true
         }
         slot.pointee = Slot(address: address, bytes: bytes, instructions: UInt32(tb.icount), executions: 0,
-                            next: TraceState.inertSuccessor(engine, address, bytes) ?? .max)
+                            next: TraceState.inertSuccessor(engine, address, bytes) ?? .max, range: rangeIndex(address))
         used += 1
         if used * 2 > mask + 1 {
             grow()
@@ -174,6 +251,12 @@ let blockHook: ph_block_cb = { engine, address, size, user in
     blockHookSlowPath(engine, address, size, state)
 }
 
+/// The block hook when every block is recorded in order (`--trace`): always the slow path,
+/// which records; the default hook above stays as it was.
+let recordingBlockHook: ph_block_cb = { engine, address, size, user in
+    blockHookSlowPath(engine, address, size, user.unsafelyUnwrapped.assumingMemoryBound(to: TraceState.self))
+}
+
 @inline(never)
 func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt32, _ state: UnsafeMutablePointer<TraceState>) {
     if state.pointee.stopped { return }
@@ -201,13 +284,15 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
         uc_emu_stop(engine)
         return
     }
-    slot.pointee.executions &+= 1
-    state.pointee.instructions &+= count
+    state.pointee.count(slot)
 }
 
-let codeHook: ph_block_cb = { _, _, _, user in
+let codeHook: ph_block_cb = { _, address, _, user in
     let state = user!.assumingMemoryBound(to: TraceState.self)
-    if !state.pointee.stopped { state.pointee.crossCheckInstructions &+= 1 }
+    if !state.pointee.stopped {
+        state.pointee.crossCheckInstructions &+= 1
+        state.pointee.countInstruction(address)
+    }
 }
 
 let interruptHook: ph_intr_cb = { engine, vector, user in
@@ -237,4 +322,36 @@ let invalidMemoryHook: ph_mem_invalid_cb = { engine, type, address, size, _, use
     uc_reg_read(engine, Int32(UC_X86_REG_RIP.rawValue), &rip)
     state.pointee.stopAddress = rip
     return false
+}
+
+/// An append-only buffer behind a raw pointer, for hook state (no Array on the hook path).
+struct GrowingBuffer<Element> {
+    private(set) var base: UnsafeMutablePointer<Element>?
+    private(set) var count = 0
+    private var capacity = 0
+
+    @inline(__always)
+    mutating func append(_ element: Element) {
+        if count == capacity { grow() }
+        (base.unsafelyUnwrapped + count).initialize(to: element)
+        count += 1
+    }
+
+    private mutating func grow() {
+        let bigger = max(256, capacity * 2)
+        let new = UnsafeMutablePointer<Element>.allocate(capacity: bigger)
+        if let base {
+            new.moveInitialize(from: base, count: count)
+            base.deallocate()
+        }
+        base = new
+        capacity = bigger
+    }
+
+    var elements: [Element] { base.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [] }
+
+    func release() {
+        base?.deinitialize(count: count)
+        base?.deallocate()
+    }
 }

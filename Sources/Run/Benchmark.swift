@@ -18,6 +18,10 @@ public struct Benchmark: Sendable {
         public var bytes: UInt64
         public var exactMBps: Double
         public var offMBps: Double
+        /// Exact counting with the per-function accounting (the default of every run).
+        public var accountingMBps: Double
+        /// Accounting plus every block recorded in order (`run --trace`).
+        public var traceMBps: Double
         public var hostMBps: Double
         public var exactInstructions: UInt64
         /// Blocks entered in the exact-counting run: the block hook's call count.
@@ -28,11 +32,18 @@ public struct Benchmark: Sendable {
         public var setup: Double
         public var teardown: Double
         public var perRun: Double
+        /// Wall time of a whole small run with the accounting (default) and without it.
+        public var wallWithAccounting: Double
+        public var wallWithoutAccounting: Double
         /// uc_open + uc_close alone, and with the five regions of a run mapped (no writes).
         public var engineOnly: Double
         public var engineAndMaps: Double
         /// Throughput lost to counting: 1 - exact / off.
         public var countingCost: Double { 1 - exactMBps / offMBps }
+        /// What the accounting adds to exact counting: 1 - accounting / exact.
+        public var accountingCost: Double { 1 - accountingMBps / exactMBps }
+        /// What recording every block adds to the accounting: 1 - trace / accounting.
+        public var traceCost: Double { 1 - traceMBps / accountingMBps }
     }
 
     public func run() throws(HarnessError) -> Result {
@@ -42,13 +53,17 @@ public struct Benchmark: Sendable {
         big.segments.kernelSize = throughputBytes
         big.segments.kernelMemsz = throughputBytes
         big.segments.initrdSize = 0
-        var best: [LongModeMachine.Counting: Double] = [:]
+        enum Mode: CaseIterable { case off, exact, accounting, trace }
+        var best: [Mode: Double] = [:]
         var bytes: UInt64 = 0, exactInstructions: UInt64 = 0, exactBlocks: UInt64 = 0
         for _ in 0 ..< repeats {
-            for mode in [LongModeMachine.Counting.off, .exact] {
-                big.counting = mode
+            for mode in Mode.allCases {
+                big.counting = mode == .off ? .off : .exact
+                big.accounting = mode == .accounting || mode == .trace
+                // Room for every block: ~2 per hashed byte with our SHA-256.
+                big.recordBlocks = mode == .trace ? 4 * throughputBytes + 1_000_000 : 0
                 let report = try big.run()
-                guard report.verdict == .verified else {
+                guard report.verdict == .verified, mode != .trace || report.trace?.isComplete == true else {
                     throw .badInput("bench: \(file.name) did not verify (\(report.verdict.rawValue): \(report.message))")
                 }
                 bytes = report.bytesHashed
@@ -74,7 +89,16 @@ public struct Benchmark: Sendable {
 
         // Per-run costs on the small default scenario, at a new address each time.
         var load = 0.0, setup = 0.0, teardown = 0.0, total = 0.0, smallBytes: UInt64 = 0
+        // Wall time of whole runs (attribution after the run included), with and without accounting, alternated.
+        var wall = [false: 0.0, true: 0.0]
         for i in 0 ..< smallRuns {
+            var scenario = Scenario(file: file, seed: UInt64(i))
+            for accounting in [i % 2 == 0, i % 2 != 0] {
+                scenario.accounting = accounting
+                var lap = Stopwatch()
+                _ = try scenario.run()
+                wall[accounting]! += lap.split()
+            }
             let report = try Scenario(file: file, seed: UInt64(i)).run()
             load += report.timings.load
             setup += report.timings.setup
@@ -99,9 +123,11 @@ public struct Benchmark: Sendable {
             }
         } catch { throw .machine(error) }
         return Result(bytes: bytes, exactMBps: Double(bytes) / 1e6 / best[.exact]!, offMBps: Double(bytes) / 1e6 / best[.off]!,
+                      accountingMBps: Double(bytes) / 1e6 / best[.accounting]!, traceMBps: Double(bytes) / 1e6 / best[.trace]!,
                       hostMBps: Double(bytes) / 1e6 / hostBest, exactInstructions: exactInstructions, exactBlocks: exactBlocks,
                       smallRuns: smallRuns, smallBytes: smallBytes,
                       load: load / n, setup: setup / n, teardown: teardown / n, perRun: total / n,
+                      wallWithAccounting: wall[true]! / n, wallWithoutAccounting: wall[false]! / n,
                       engineOnly: engineOnly / n, engineAndMaps: engineAndMaps / n)
     }
 }

@@ -95,6 +95,10 @@ public struct RunReport: Codable, Sendable {
     public var console: String?
     public var timings = Timings()
     public var megabytesPerSecond: Double?
+    /// Where the count went: functions and phases (nil when not counting or not asked).
+    public var accounting: Accounting?
+    /// The executed blocks in order, when `Scenario.recordBlocks` asked for them (not in JSON).
+    public var trace: BlockTrace?
 
     public var isExpected: Bool { verdict == expected }
 
@@ -106,5 +110,6 @@ public struct RunReport: Codable, Sendable {
         case blocksExecuted = "blocks_executed", bootParams = "boot_params"
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
+        case accounting
     }
 }

@@ -25,6 +25,10 @@ public struct Scenario: Sendable {
     public var counting: LongModeMachine.Counting = .exact
     /// nil: the loader's own ABI (kernel for kexec-file, kexec-tools for kexec-tools).
     public var abi: PurgatoryABI?
+    /// Attribute the count to functions and phases (`report.accounting`); off only to measure its cost.
+    public var accounting = true
+    /// Record up to this many executed blocks in order (`report.trace`); 0: none.
+    public var recordBlocks = 0
     var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {
@@ -96,8 +100,10 @@ public struct Scenario: Sendable {
 
         // The machine: purgatory, segments, control page and page tables; then run.
         let uartBase = (try? purgatory.getSymbol("serial_base", size: 2)).map { UInt16($0[0]) | UInt16($0[1]) << 8 } ?? 0x3f8
+        let codeMap = purgatory.codeMap()
         let machineImage = MachineImage(purgatory: purgatory, uartBase: uartBase, segments: segments, harness: harness,
-                                        sentinel: kernel.start + Self.kernelEntryOffset, budget: budget)
+                                        sentinel: kernel.start + Self.kernelEntryOffset, budget: budget,
+                                        ranges: accounting ? codeMap.pieces.map { $0.start ..< $0.end } : [])
         var run = try execute(machineImage, counting: counting, &report.timings, &lap)
         // Unicorn 2.0.1 does not restore rip when an access hits unmapped memory: the block hook
         // only knows the block. Running the same machine again with the per-instruction hook gives
@@ -114,6 +120,7 @@ public struct Scenario: Sendable {
             report.console = String(decoding: run.outcome.serialOutput, as: UTF8.self)
         }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
+        account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
         if report.timings.emulation > 0 {
             report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
@@ -203,6 +210,8 @@ public struct Scenario: Sendable {
         var harness: Segment
         var sentinel: UInt64
         var budget: UInt64
+        /// The code map's pieces, for attribution (empty: none).
+        var ranges: [Range<UInt64>]
     }
 
     /// One emulation, with what judging it needs from the machine before it is closed.
@@ -229,7 +238,8 @@ public struct Scenario: Sendable {
             try machine.setEntryState(cr3: cr3, rip: purgatory.entry, rsp: image.harness.start + pageSize - 8)
             timings.setup = lap.split()
 
-            let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting)
+            let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
+                                          attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks)
             timings.emulation = lap.split()
 
             let decoder = Disassembler()

@@ -13,7 +13,8 @@ struct PurgatoryHarness: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purgatory-harness",
         abstract: "Load an x86-64 kexec purgatory as the kernel would and run it in an emulated long-mode machine.",
-        subcommands: [RunCommand.self, InspectCommand.self, ExtractCommand.self, FuzzCommand.self, FuzzMergeCommand.self, MatrixCommand.self, BenchCommand.self],
+        subcommands: [RunCommand.self, InspectCommand.self, ExtractCommand.self, FuzzCommand.self, FuzzMergeCommand.self, MatrixCommand.self,
+                      BenchCommand.self, CompareCommand.self],
         defaultSubcommand: RunCommand.self)
 
     /// ArgumentParser exits 64 on usage errors; this tool promises 2.

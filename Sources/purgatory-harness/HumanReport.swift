@@ -35,6 +35,7 @@ enum HumanReport {
             count += ", \(grouped(r.bytesHashed)) bytes hashed"
             if let ipb = r.instructionsPerByte { count += String(format: ", %.2f instructions/byte", ipb) }
             row("instructions", count)
+            if let a = r.accounting { lines += accountingRows(a, total: r.instructions) }
             let t = r.timings
             var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f",
                               t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3)
@@ -42,6 +43,31 @@ enum HumanReport {
             row("time", time)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Top functions, phases with their rules, and the accounting's notes.
+    static func accountingRows(_ a: Accounting, total: UInt64, top: Int = 5) -> [String] {
+        var lines: [String] = []
+        func percent(_ n: UInt64) -> String { String(format: "%5.1f%%", total == 0 ? 0 : Double(n) * 100 / Double(total)) }
+        let width = max(grouped(total).count, 5)
+        func count(_ n: UInt64) -> String { String(repeating: " ", count: max(0, width - grouped(n).count)) + grouped(n) }
+        let check = a.crossCheckAgrees.map { $0 ? ", the per-instruction cross-check agrees per function" : ", CROSS-CHECK MISMATCH per function" } ?? ""
+        let shown = a.functions.prefix(top)
+        lines.append("  functions    top \(shown.count) of \(a.functions.count)" + (a.functions.count > top ? " (--json lists all)" : "")
+                     + (a.splitBlocks > 0 ? ", \(a.splitBlocks) block(s) split per instruction" : "") + check)
+        for f in shown { lines.append("               \(count(f.instructions)) \(percent(f.instructions))  \(f.name)") }
+        lines.append("  phases       (from the order of execution: \(grouped(UInt64(a.functionTransitions))) changes of function)")
+        for p in a.phases {
+            var text = "\(count(p.instructions)) \(percent(p.instructions))  \(p.name.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)) "
+            if p.name == .hashing, let ipb = a.hashingInstructionsPerByte { text += String(format: "%.2f/byte; ", ipb) }
+            text += p.rule
+            if !p.functions.isEmpty {
+                text += ": " + p.functions.prefix(4).map { "\($0.name) \(grouped($0.instructions))" }.joined(separator: ", ")
+            }
+            lines.append("               " + text)
+        }
+        for note in a.notes { lines.append("  accounting   " + note) }
+        return lines
     }
 
     static func grouped(_ n: UInt64) -> String {

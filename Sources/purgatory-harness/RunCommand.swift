@@ -72,12 +72,19 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the human report.")
     var json = false
 
+    @Option(help: "Write the executed blocks in order to this file: address, function+offset, instructions; one block a line.")
+    var trace: String?
+
+    @Option(help: "Most blocks --trace writes (the run goes on and counts the rest; at most \(TraceFile.maximumBlocks)).")
+    var traceLimit = TraceFile.defaultBlocks
+
     func validate() throws {
         guard maxAddress.value > minAddress.value else { throw ValidationError("--max-address must be above --min-address") }
         guard kernelSize.value > 0, kernelSize.value <= UInt64(Inputs.maximumFileSize),
               initrdSize.value <= UInt64(Inputs.maximumFileSize) else {
             throw ValidationError("--kernel-size must be 1 byte to 2 GiB and --initrd-size at most 2 GiB")
         }
+        try TraceFile.validate(limit: traceLimit)
     }
 
     func run() throws {
@@ -116,15 +123,24 @@ struct RunCommand: ParsableCommand {
         }
         if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
 
+        let traceFile = try trace.map { try TraceFile(path: $0) }
+        scenario.recordBlocks = traceFile == nil ? 0 : traceLimit
+
         var report: RunReport
         do { report = try scenario.run() } catch { throw InputError(error.description) }
         if let expect { report.expected = expect }
         let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
+            || report.accounting?.crossCheckAgrees == false
+        let traceSummary = try traceFile?.write(report)
 
         if json {
             try printJSON(report)
+            if let traceSummary, report.trace?.isComplete == false {
+                FileHandle.standardError.write(Data("purgatory-harness: trace: \(traceSummary)\n".utf8))
+            }
         } else {
             print(HumanReport.render(report))
+            if let traceSummary { print("  trace        " + traceSummary) }
         }
         throw ExitCode(report.isExpected && !crossCheckFailed ? ExitStatus.expected : ExitStatus.unexpected)
     }
