@@ -193,7 +193,7 @@ public struct Inspector: Sendable {
                 let vector = decodeAll(decoder, code).filter(\.usesVectorRegisters)
                 if let first = vector.first {
                     let place = "\(section.name)+\(hex(first.address))" + (symbolize(section, first.address).map { " (\($0))" } ?? "")
-                    report.lints.append(.init(kind: "simd", message: "\(vector.count) SSE/AVX instruction\(vector.count == 1 ? "" : "s") in \(section.name), first \(first) at \(place): #UD in the kexec entry state (CR4.OSFXSR clear); Unicorn 2.0.1 would run it anyway"))
+                    report.lints.append(.init(kind: "simd", message: "\(vector.count) SSE/AVX instruction\(vector.count == 1 ? "" : "s") in \(section.name), first \(first) at \(place): #UD in the kexec entry state (CR4.OSFXSR clear) if it runs; `run` reports that #UD when one executes"))
                 }
             }
         }

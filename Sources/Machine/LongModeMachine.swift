@@ -208,9 +208,11 @@ public final class LongModeMachine {
     /// `ranges` (sorted, disjoint, e.g. functions) attribute the count by block start: the outcome
     /// lists each entry into a different range; with `.crossCheck` the per-instruction hook also
     /// counts per range. `recordBlocks` > 0 records that many executed blocks in order (a slower hook).
+    /// `undefinedAt`: instruction addresses that raise #UD (vector 6) when reached, for what
+    /// Unicorn runs but the real CPU state would not; they need `.crossCheck` (the per-instruction hook).
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
-                    recordBlocks: Int = 0) throws(MachineError) -> RunOutcome {
+                    recordBlocks: Int = 0, undefinedAt: [UInt64] = []) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
@@ -219,6 +221,15 @@ public final class LongModeMachine {
         state.pointee.budget = budget
         try setAttribution(ranges, perInstruction: counting == .crossCheck)
         state.pointee.orderLimit = max(recordBlocks, 0)
+        if !undefinedAt.isEmpty {
+            guard counting == .crossCheck else {
+                throw MachineError(operation: "run", reason: "#UD addresses need the per-instruction hook (counting .crossCheck)")
+            }
+            let traps = UnsafeMutablePointer<UInt64>.allocate(capacity: undefinedAt.count)
+            for (i, address) in undefinedAt.sorted().enumerated() { traps[i] = address }
+            state.pointee.traps = traps
+            state.pointee.trapCount = undefinedAt.count
+        }
         var hooks: [uc_hook] = []
         defer { for hook in hooks { uc_hook_del(engine, hook) } }
         func add(_ body: (UnsafeMutablePointer<uc_hook>) -> uc_err, _ what: String) throws(MachineError) {

@@ -64,6 +64,10 @@ struct TraceState {
     var cachedRange: Int32 = -1
     var cachedLow: UInt64 = 1
     var cachedHigh: UInt64 = 0
+    /// Sorted instruction addresses where the CPU of the real entry state would raise #UD although
+    /// Unicorn runs them (SSE with CR4.OSFXSR clear); checked by the per-instruction hook only.
+    var traps: UnsafeMutablePointer<UInt64>?
+    var trapCount = 0
 
     enum Stop { case none, spin, budget, sentinel, exception, unmapped }
 
@@ -78,6 +82,7 @@ struct TraceState {
         rangeStarts?.deallocate()
         rangeEnds?.deallocate()
         instructionsPerRange?.deallocate()
+        traps?.deallocate()
         entries.release()
         order.release()
     }
@@ -287,11 +292,31 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
     state.pointee.count(slot)
 }
 
-let codeHook: ph_block_cb = { _, address, _, user in
+let codeHook: ph_block_cb = { engine, address, _, user in
     let state = user!.assumingMemoryBound(to: TraceState.self)
     if !state.pointee.stopped {
         state.pointee.crossCheckInstructions &+= 1
         state.pointee.countInstruction(address)
+        if state.pointee.trapCount > 0, state.pointee.isTrap(address) {
+            // Counted like any faulting instruction, then stopped as the CPU would: #UD.
+            state.pointee.stopped = true
+            state.pointee.stop = .exception
+            state.pointee.vector = 6
+            state.pointee.stopAddress = address
+            uc_emu_stop(engine)
+        }
+    }
+}
+
+extension TraceState {
+    func isTrap(_ address: UInt64) -> Bool {
+        guard let traps else { return false }
+        var low = 0, high = trapCount
+        while low < high {
+            let mid = (low + high) / 2
+            if traps[mid] < address { low = mid + 1 } else { high = mid }
+        }
+        return low < trapCount && traps[low] == address
     }
 }
 

@@ -113,6 +113,14 @@ public struct Scenario: Sendable {
             run = try execute(machineImage, counting: .crossCheck, &ignored, &spare)
             run.outcome.crossCheckInstructions = nil
         }
+        // Unicorn 2.0.1 runs SSE with CR4.OSFXSR clear; the CPU raises #UD at the first one.
+        // When the run executed any, it is repeated with #UD at those instructions.
+        let undefined = run.executedVectorInstructions
+        if !undefined.isEmpty {
+            var ignored = RunReport.Timings(), spare = Stopwatch()
+            run = try execute(machineImage, counting: .crossCheck, undefinedAt: undefined, &ignored, &spare)
+            if counting != .crossCheck { run.outcome.crossCheckInstructions = nil }
+        }
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
         if counting != .off { report.blocksExecuted = run.outcome.blocks.reduce(0) { $0 + $1.executions } }
@@ -120,6 +128,9 @@ public struct Scenario: Sendable {
             report.console = String(decoding: run.outcome.serialOutput, as: UTF8.self)
         }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
+        if case .exception(6, let rip) = run.outcome.reason, undefined.contains(rip) {
+            report.message += ": SSE/AVX with CR4.OSFXSR clear, as relocate_kernel leaves it (Unicorn 2.0.1 would have run it)"
+        }
         account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
         if report.timings.emulation > 0 {
@@ -221,9 +232,11 @@ public struct Scenario: Sendable {
         var instructions: UInt64
         /// The instruction at the stop address, decoded while memory was still there.
         var instruction: Instruction?
+        /// Addresses of executed instructions that use xmm/ymm/zmm registers (sorted).
+        var executedVectorInstructions: [UInt64] = []
     }
 
-    private func execute(_ image: MachineImage, counting: LongModeMachine.Counting,
+    private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, undefinedAt: [UInt64] = [],
                          _ timings: inout RunReport.Timings, _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
         do throws(MachineError) {
             let machine = try LongModeMachine()
@@ -239,7 +252,8 @@ public struct Scenario: Sendable {
             timings.setup = lap.split()
 
             let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
-                                          attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks)
+                                          attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks,
+                                          undefinedAt: undefinedAt)
             timings.emulation = lap.split()
 
             let decoder = Disassembler()
@@ -249,8 +263,15 @@ public struct Scenario: Sendable {
             default: stop = nil
             }
             let instruction = stop.flatMap { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
-            let emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
+            var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
                                       instruction: instruction)
+            // Every distinct executed block decoded once (hundreds per run): whether any SSE ran.
+            if let decoder {
+                emulation.executedVectorInstructions = outcome.blocks.flatMap { block in
+                    (machine.read(at: block.address, count: Int(block.bytes)).map { decoder.decode($0, at: block.address) } ?? [])
+                        .filter(\.usesVectorRegisters).map(\.address)
+                }.sorted()
+            }
             lap.split()  // reading results is nobody's phase
             machine.close()
             timings.teardown = lap.split()

@@ -183,4 +183,22 @@ extension ScenarioTests {
         #expect(report.instructions < clean.instructions)
         if counting == .crossCheck { #expect(report.crossCheckInstructions == report.instructions) }
     }
+
+    /// Unicorn 2.0.1 runs SSE with CR4.OSFXSR clear; the harness makes the first executed one the
+    /// #UD the CPU would raise, at the same count as a ud2 in its place.
+    @Test(arguments: [LongModeMachine.Counting.exact, .crossCheck])
+    func executedSSEIsTheUndefinedOpcodeHardwareRaises(counting: LongModeMachine.Counting) throws {
+        var sse = try Self.scenario(8, try Self.patchedPurgatory([0x90, 0x90, 0x0f, 0x28, 0xc1, 0xeb, 0xfe]))  // nop; nop; movaps xmm0, xmm1; jmp .
+        sse.counting = counting
+        let report = try sse.run()
+        #expect(report.verdict == .fault)
+        #expect(report.fault?.vector == 6)
+        #expect(report.fault?.symbol == "purgatory+0x2")
+        #expect(report.fault?.instruction == "movaps xmm0, xmm1")
+        #expect(report.message.hasSuffix("SSE/AVX with CR4.OSFXSR clear, as relocate_kernel leaves it (Unicorn 2.0.1 would have run it)"))
+        if counting == .crossCheck { #expect(report.crossCheckInstructions == report.instructions) }
+        let ud2 = try Self.scenario(8, try Self.patchedPurgatory([0x90, 0x90, 0x0f, 0x0b])).run()
+        #expect(ud2.verdict == .fault)
+        #expect(report.instructions == ud2.instructions)
+    }
 }
