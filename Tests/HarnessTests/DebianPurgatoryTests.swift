@@ -108,4 +108,36 @@ import Testing
         #expect((report["boot_params"] as! [String: Any])["initrd_size"] as? Int == initrdSize)
         #expect((report["bytes_hashed"] as! UInt64) > 32 << 20)
     }
+
+    /// The accounting's phase rules, written for these purgatories' function names, hold on the
+    /// real objects: every phase present, hashing dominated by the SHA-256 block function, the
+    /// hand-off in entry64, and functions and phases each summing to the exact count.
+    @Test func accountingFindsEveryPhaseInTheRealPurgatories() throws {
+        var cases: [(String, Scenario, String)] = []
+        for kernel in try DebianArtifacts.kernels() {
+            let (file, _) = try Self.extracted(kernel)
+            var scenario = Scenario(file: file, seed: 12)
+            scenario.counting = .crossCheck
+            cases.append((kernel.file, scenario, "sha256"))
+        }
+        let (kexec, _) = try Self.extracted(try DebianArtifacts.entry("kexec"))
+        var scenario = Scenario(file: kexec, seed: 12)
+        scenario.loader = .kexecTools
+        scenario.counting = .crossCheck
+        cases.append(("kexec", scenario, "sha256_process"))
+        for (name, scenario, hashing) in cases {
+            let report = try scenario.run()
+            #expect(report.verdict == .verified, "\(name): \(report.message)")
+            let accounting = try #require(report.accounting, "\(name)")
+            #expect(accounting.notes.isEmpty, "\(name): \(accounting.notes)")
+            #expect(accounting.crossCheckAgrees == true, "\(name)")
+            #expect(accounting.functions.reduce(0) { $0 + $1.instructions } == report.instructions)
+            #expect(accounting.phases.map(\.name) == Accounting.PhaseName.allCases, "\(name)")
+            #expect(accounting.phases.reduce(0) { $0 + $1.instructions } == report.instructions)
+            #expect(accounting.phases.allSatisfy { $0.instructions > 0 }, "\(name): \(accounting.phases)")
+            let top = try #require(accounting.functions.max { $0.instructions < $1.instructions })
+            #expect(top.name.hasPrefix(hashing) && top.instructions * 100 > report.instructions * 99, "\(name): \(top)")
+            #expect(accounting.phases.last?.functions.contains { $0.name == "entry64" } == true, "\(name)")
+        }
+    }
 }
