@@ -11,13 +11,16 @@ enum SVGChart {
 
     static func render(_ c: Comparison, labels: [String]) -> String {
         let files = c.files.count
-        let bar = 14, gap = 3, groupGap = 12, left = 230, barWidth = 420, top = 70
+        let bar = 14, gap = 3, groupGap = 12, left = 230, barWidth = 420, firstRow = 70
         let groupHeight = files * (bar + gap) + groupGap
         var sectionBreaks = 0
         var previous: Comparison.Kind?
         for row in c.rows where row.kind != previous { previous = row.kind; sectionBreaks += 1 }
-        let height = top + c.rows.count * groupHeight + sectionBreaks * 24 + 20
         let width = left + barWidth + 230
+        // The legend wraps: as many 170-pixel entries per line as the width holds.
+        let perLine = max(1, (width - 20) / 170), legendLines = (labels.count + perLine - 1) / perLine
+        let top = firstRow + (legendLines - 1) * 18
+        let height = top + c.rows.count * groupHeight + sectionBreaks * 24 + 20
         var out = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
@@ -26,9 +29,9 @@ enum SVGChart {
 
             """
         for (i, label) in labels.enumerated() {
-            let x = 10 + i * 170
-            out += "<rect x=\"\(x)\" y=\"48\" width=\"12\" height=\"12\" fill=\"\(colors[i % colors.count])\"/>"
-            out += "<text x=\"\(x + 16)\" y=\"58\">\(escape(label))</text>\n"
+            let x = 10 + (i % perLine) * 170, line = 18 * (i / perLine)
+            out += "<rect x=\"\(x)\" y=\"\(48 + line)\" width=\"12\" height=\"12\" fill=\"\(colors[i % colors.count])\"/>"
+            out += "<text x=\"\(x + 16)\" y=\"\(58 + line)\">\(escape(label))</text>\n"
         }
         var y = top
         previous = nil
