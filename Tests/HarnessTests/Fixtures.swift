@@ -22,12 +22,21 @@ enum Fixtures {
         return repository.appendingPathComponent(".build/debug/purgatory-harness")
     }
 
-    struct Output { var status: Int32; var stdout: String; var stderr: String }
+    struct Output {
+        var status: Int32
+        /// Standard output as bytes (compressors write binary), and as text.
+        var bytes: [UInt8]
+        var stderr: String
+        var stdout: String { String(decoding: bytes, as: UTF8.self) }
+    }
 
     /// Runs the tool with `arguments`; returns its exit status and output.
-    static func harness(_ arguments: [String]) throws -> Output {
+    static func harness(_ arguments: [String]) throws -> Output { try launch(executable, arguments) }
+
+    /// Runs a program to completion, collecting both streams.
+    static func launch(_ program: URL, _ arguments: [String]) throws -> Output {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = program
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -36,8 +45,7 @@ enum Fixtures {
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+        return Output(status: process.terminationStatus, bytes: [UInt8](stdout), stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     static func temporaryFile(_ bytes: [UInt8], name: String = UUID().uuidString) throws -> String {
@@ -151,20 +159,11 @@ extension Fixtures {
 
     /// Runs a system tool and returns its standard output; throws with its stderr when it fails.
     static func tool(_ arguments: [String]) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ToolFailure(message: "\(arguments.joined(separator: " ")): exit \(process.terminationStatus): \(String(decoding: stderr, as: UTF8.self))")
+        let result = try launch(URL(fileURLWithPath: "/usr/bin/env"), arguments)
+        guard result.status == 0 else {
+            throw ToolFailure(message: "\(arguments.joined(separator: " ")): exit \(result.status): \(result.stderr)")
         }
-        return [UInt8](stdout)
+        return result.bytes
     }
 
     struct ToolFailure: Error, CustomStringConvertible { var message: String; var description: String { message } }
