@@ -8,6 +8,11 @@ extension Campaign {
     /// replaying the failing run's seed at each probe.
     public func findBoundary(_ failure: inout CampaignSummary.Failure, in records: [FuzzRecord]) {
         guard let file = files.firstIndex(where: { $0.name == failure.file }) else { return }
+        // The harness failing says nothing about addresses: no bisection, no reproducer address.
+        if failure.verdict == .harnessError {
+            failure.boundaryNote = "the harness could not run these placements; not a verdict on the purgatory"
+            return
+        }
         let failing = failure.example
         let align = AnyLoader(file: files[file], kind: loader, entryRule: entryRule).setupBuffer().bufAlign
         func sameFailure(at address: UInt64) -> Bool? {

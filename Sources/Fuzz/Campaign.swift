@@ -133,7 +133,8 @@ public struct Campaign: Sendable {
                                 addressClass: AddressClass.name(of: s.loadAddress ?? 0), verdict: .loadError,
                                 expected: expected, message: "", instructions: 0)
         guard s.loadAddress != nil else {
-            record.message = "harness: no address in the chosen ranges fits the purgatory"
+            record.verdict = .harnessError
+            record.message = "no address in the chosen ranges fits the purgatory"
             return record
         }
         do {
@@ -142,7 +143,8 @@ public struct Campaign: Sendable {
             record.message = report.message
             record.instructions = report.instructions
         } catch {
-            record.message = "harness: \(error)"
+            record.verdict = .harnessError
+            record.message = "\(error)"
         }
         return record
     }

@@ -12,6 +12,9 @@ public enum Verdict: String, Codable, CaseIterable, Sendable {
     case fault
     /// The instruction budget ran out.
     case timeout
+    /// Not the purgatory's verdict: the harness could not run this placement (an input refused at
+    /// run time, an emulator failure). `run` exits 2 instead; `fuzz` records it so a campaign goes on.
+    case harnessError = "harness-error"
 }
 
 /// One run, as printed by `--json` (snake_case keys) and summarized in the human report.

@@ -149,7 +149,7 @@ struct FuzzCommand: ParsableCommand {
         for f in summary.failures {
             lines.append("failure: \(f.file): \(f.verdict.rawValue) ×\(f.count): \(f.example.message)")
             if let note = f.boundaryNote { lines.append("  " + note) }
-            if let campaign { lines.append("  reproduce: " + reproducer(f.example, campaign: campaign, paths: paths)) }
+            if let campaign, f.verdict != .harnessError { lines.append("  reproduce: " + reproducer(f.example, campaign: campaign, paths: paths)) }
         }
         return lines.joined(separator: "\n")
     }

@@ -113,4 +113,15 @@ import Testing
         #expect(text.contains("(interrupted: summary so far)"))
         #expect(text.contains("runs per address class and verdict:"))
     }
+
+    /// A placement the harness cannot run is its own verdict, never a load-error of the purgatory.
+    @Test func placementsTheHarnessCannotRunAreNotBlamedOnThePurgatory() throws {
+        let out = try Fixtures.harness(["fuzz", "--range", "0x100000-0x101000", "--runs", "3", "--seed", "1", "--jobs", "1"])
+        #expect(out.status == 1)
+        #expect(out.stdout.contains("harness-error    3"))
+        #expect(out.stdout.contains("failure: Purgatories/reference/purgatory.ro (built in): harness-error ×3: no address in the chosen ranges fits the purgatory"))
+        #expect(out.stdout.contains("the harness could not run these placements; not a verdict on the purgatory"))
+        #expect(!out.stdout.contains("load-error"))
+        #expect(!out.stdout.contains("reproduce:"))
+    }
 }
