@@ -7,12 +7,21 @@ public struct Instruction: Equatable, Sendable, CustomStringConvertible {
     public var mnemonic: String
     public var operands: String
     public var description: String { operands.isEmpty ? mnemonic : "\(mnemonic) \(operands)" }
-    /// True for instructions that touch xmm/ymm/zmm or are SSE/AVX encoded:
-    /// they raise #UD in the kexec entry state (CR4.OSFXSR clear).
+    /// True for instructions of the SSE/AVX state: those naming xmm/ymm/zmm registers, plus the
+    /// ones that name none (MXCSR loads and stores, vzeroupper/vzeroall, the XSAVE family and
+    /// XGETBV/XSETBV). All raise #UD in the kexec entry state, where relocate_kernel leaves
+    /// CR4.OSFXSR and CR4.OSXSAVE clear.
     public var usesVectorRegisters: Bool {
-        let text = description
+        if Self.vectorStateMnemonics.contains(mnemonic) { return true }
+        let text = operands
         return text.contains("xmm") || text.contains("ymm") || text.contains("zmm")
     }
+
+    static let vectorStateMnemonics: Set<String> = [
+        "ldmxcsr", "stmxcsr", "vldmxcsr", "vstmxcsr", "vzeroupper", "vzeroall",
+        "xsave", "xsave64", "xsaveopt", "xsaveopt64", "xsavec", "xsavec64", "xsaves", "xsaves64",
+        "xrstor", "xrstor64", "xrstors", "xrstors64", "xgetbv", "xsetbv",
+    ]
 }
 
 public final class Disassembler {

@@ -129,7 +129,7 @@ public struct Scenario: Sendable {
         }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
         if case .exception(6, let rip) = run.outcome.reason, undefined.contains(rip) {
-            report.message += ": SSE/AVX with CR4.OSFXSR clear, as relocate_kernel leaves it (Unicorn 2.0.1 would have run it)"
+            report.message += ": SSE/AVX state with CR4.OSFXSR and CR4.OSXSAVE clear, as relocate_kernel leaves them (Unicorn 2.0.1 would have run it)"
         }
         account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }

@@ -195,10 +195,19 @@ extension ScenarioTests {
         #expect(report.fault?.vector == 6)
         #expect(report.fault?.symbol == "purgatory+0x2")
         #expect(report.fault?.instruction == "movaps xmm0, xmm1")
-        #expect(report.message.hasSuffix("SSE/AVX with CR4.OSFXSR clear, as relocate_kernel leaves it (Unicorn 2.0.1 would have run it)"))
+        #expect(report.message.hasSuffix("SSE/AVX state with CR4.OSFXSR and CR4.OSXSAVE clear, as relocate_kernel leaves them (Unicorn 2.0.1 would have run it)"))
         if counting == .crossCheck { #expect(report.crossCheckInstructions == report.instructions) }
         let ud2 = try Self.scenario(8, try Self.patchedPurgatory([0x90, 0x90, 0x0f, 0x0b])).run()
         #expect(ud2.verdict == .fault)
         #expect(report.instructions == ud2.instructions)
+    }
+
+    /// Vector-state instructions that name no vector register fault the same way.
+    @Test(arguments: [([UInt8]([0xc5, 0xf8, 0x77]), "vzeroupper"), ([0x0f, 0x01, 0xd0], "xgetbv"), ([0x0f, 0xae, 0x1c, 0x24], "stmxcsr dword ptr [rsp]")])
+    func vectorStateInstructionsWithoutVectorOperandsFaultToo(code: [UInt8], text: String) throws {
+        let report = try Self.scenario(8, try Self.patchedPurgatory([0x90, 0x90] + code + [0xeb, 0xfe])).run()
+        #expect(report.verdict == .fault)
+        #expect(report.fault?.instruction == text)
+        #expect(report.fault?.symbol == "purgatory+0x2")
     }
 }
