@@ -15,7 +15,7 @@ enum Codecs {
     }
 
     static func decompress(_ format: CompressionFormat, _ input: ArraySlice<UInt8>, limit: Int) throws(Failure) -> Output {
-        let result: Result<Output, Failure> = Array(input).withUnsafeBufferPointer { buffer in
+        let result: Result<Output, Failure> = input.withUnsafeBufferPointer { buffer in
             let base = buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!
             switch format {
             case .gzip: return gzip(base, buffer.count, limit)
@@ -199,19 +199,17 @@ enum Codecs {
         if flags & 0x800 != 0 { guard take(4) != nil else { return .failure(truncated) } }  // F_H_FILTER
         guard take(4) != nil, take(4) != nil else { return .failure(truncated) }             // mode, mtime
         if version >= 0x0940 { guard take(4) != nil else { return .failure(truncated) } }  // mtime high
-        guard let nameLength = take(1), take(Int(nameLength)) != nil || nameLength == 0, take(4) != nil else {
-            return .failure(truncated)
-        }
+        guard let nameLength = take(1), take(Int(nameLength)) != nil, take(4) != nil else { return .failure(truncated) }  // name, header checksum
         let decompressedChecksums = (flags & 0x1 != 0 ? 1 : 0) + (flags & 0x100 != 0 ? 1 : 0)  // F_ADLER32_D, F_CRC32_D
         let compressedChecksums = (flags & 0x2 != 0 ? 1 : 0) + (flags & 0x200 != 0 ? 1 : 0)    // F_ADLER32_C, F_CRC32_C
         var output: [UInt8] = []
         while true {
             guard let plain = take(4) else { return .failure(Failure(reason: "lzo: block header truncated at \(offset)")) }
             if plain == 0 { return .success(Output(bytes: output, consumed: offset)) }
-            guard let packed = take(4), take(4 * decompressedChecksums) != nil || decompressedChecksums == 0 else {
+            guard let packed = take(4), take(4 * decompressedChecksums) != nil else {
                 return .failure(Failure(reason: "lzo: block header truncated at \(offset)"))
             }
-            if packed < plain { guard take(4 * compressedChecksums) != nil || compressedChecksums == 0 else { return .failure(truncated) } }
+            if packed < plain, take(4 * compressedChecksums) == nil { return .failure(Failure(reason: "lzo: block header truncated at \(offset)")) }
             guard plain <= 64 << 20, packed <= plain, Int(packed) <= count - offset else {
                 return .failure(Failure(reason: "lzo: block at \(offset) claims \(packed) → \(plain) bytes (\(count - offset) left)"))
             }
