@@ -58,7 +58,10 @@ public struct BzImage: Sendable {
         }
     }
 
-    public var versionString: String { "\(protocolVersion >> 8).\(String(protocolVersion & 0xff).leftPadded(2))" }
+    public var versionString: String { Self.versionString(protocolVersion) }
+
+    /// A boot protocol version as the documentation writes it: 0x020f → "2.15".
+    public static func versionString(_ version: UInt16) -> String { "\(version >> 8).\(String(version & 0xff).leftPadded(2))" }
 
     /// Where the protected-mode kernel (the part kexec loads as the kernel segment) starts in the file.
     public var protectedModeOffset: Int { (setupSectors + 1) * 512 }

@@ -39,7 +39,7 @@ public enum Decompression {
     /// Decompresses a kernel payload; the error reason names the format and what went wrong.
     public static func decompress(_ payload: ArraySlice<UInt8>, limit: Int = outputLimit) throws(ContainerError) -> Decompressed {
         guard let format = CompressionFormat.detect(payload) else {
-            let head = payload.prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined(separator: " ")
+            let head = hexBytes(payload.prefix(6))
             throw ContainerError(structure: "compressed payload",
                                  reason: "starts with \(head), the magic of none of \(CompressionFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -55,4 +55,9 @@ public enum Decompression {
 
 extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+/// Bytes as two-digit hex separated by spaces ("7f 45 4c 46"), for naming what a file starts with.
+func hexBytes(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map { String($0, radix: 16).leftPadded(2) }.joined(separator: " ")
 }

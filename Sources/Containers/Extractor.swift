@@ -89,7 +89,7 @@ public enum PurgatoryExtractor {
             extraction.provenance.insert("\(format.rawValue)-compressed file → \(inner.bytes.count) bytes", at: 0)
             return extraction
         }
-        let head = bytes.prefix(8).map { String($0, radix: 16).leftPadded(2) }.joined(separator: " ")
+        let head = hexBytes(bytes.prefix(8))
         throw ContainerError(structure: "file type",
                              reason: "expected a purgatory ELF object, a vmlinux, a bzImage (\"HdrS\" at 0x202) or a kexec-tools binary; found \(bytes.count) bytes starting \(head)")
     }

@@ -49,6 +49,7 @@ public struct Scenario: Sendable {
         guard names.count == Register.allCases.count, Set(names) == Set(Register.allCases.map(\.description)) else {
             throw .badInput("register order \(names.joined(separator: ",")): must name each of \(Register.allCases.map(\.description).joined(separator: ",")) once")
         }
+        try segments.check()
         let loader = AnyLoader(file: file, kind: self.loader, entryRule: entryRule)
         let layout = loader.setupBuffer()
         let address = try chooseLoadAddress(layout)
@@ -72,12 +73,11 @@ public struct Scenario: Sendable {
         // Segments, then entry64_regs and the digest, as bzImage64_load and kexec_file do.
         var rng = SplitMix64.stream(seed, "segments")
         let harnessRequest = SegmentRequest(name: "harness", data: [], memsz: Self.harnessRegionSize, alignment: pageSize, minimum: 0x1000)
-        var segments = try place(try self.segments.requests(seed) + [harnessRequest],
-                                 avoiding: [address ... address + layout.segmentSize - 1],
+        let purgatoryRange = address ... address + layout.segmentSize - 1
+        var segments = try place(self.segments.requests(seed) + [harnessRequest], avoiding: [purgatoryRange],
                                  below: LongModeMachine.pagingLimit, rng: &rng)
         let harness = segments.removeLast()
-        let ram = [address ... address + layout.segmentSize - 1, harness.start ... harness.end - 1] + segments.map { $0.start ... $0.end - 1 }
-        SegmentPlan.completeBootParams(&segments, ram: ram)
+        SegmentPlan.completeBootParams(&segments, ram: [purgatoryRange, harness.start ... harness.end - 1] + segments.map { $0.start ... $0.end - 1 })
         report.bootParams = SegmentPlan.summarize(segments[0].data)
         report.segments = segments.map { .init(name: $0.name, start: $0.start, length: $0.memsz) }
         let bootParams = segments[0], kernel = segments[1]

@@ -35,6 +35,8 @@ public struct SegmentPlan: Sendable {
     public var kernel: [UInt8]?
     /// A real kernel: the segments are laid out from its setup header as bzImage64_load does.
     public var bzImage: BzImage?
+    /// How messages name the kernel (its path, for `run --kernel`).
+    public var kernelName = "kernel"
     public var initrd: [UInt8]?
     public var kernelSize = 16 * 1024
     /// The kernel's in-memory size (its setup header's init_size) is larger than the file: the tail is zeros.
@@ -52,20 +54,35 @@ public struct SegmentPlan: Sendable {
     /// sizeof(struct boot_params): the command line follows it in the same segment.
     static let bootParamsSize = 0x1000
 
+    /// Offsets in struct boot_params of the fields bzImage64_load writes (and the report reads back).
+    enum Field {
+        static let setupHeader = 0x1f1, version = 0x206, typeOfLoader = 0x210, loadFlags = 0x211
+        static let commandLine = 0x228, commandLineHigh = 0x0c8
+        static let ramdiskImage = 0x218, ramdiskSize = 0x21c, ramdiskImageHigh = 0x0c0, ramdiskSizeHigh = 0x0c4
+        static let e820Entries = 0x1e8, e820Table = 0x2d0, e820EntrySize = 20, e820MaxEntries = 128
+    }
+
+    /// What bzImage64's probe and the start of its load refuse, before the purgatory is loaded.
+    func check() throws(HarnessError) {
+        guard let image = bzImage else { return }
+        if let refusal = image.refusalToLoad() {
+            throw .input("\(kernelName): bzImage setup header", "kexec_file's bzImage64 probe would refuse it: \(refusal)")
+        }
+        let commandLineLength = commandLine.utf8.count + 1
+        guard commandLineLength <= Int(image.commandLineSize) else {
+            throw .input("kernel command line", "\(commandLineLength) bytes with its NUL, longer than the kernel's cmdline_size \(image.commandLineSize)")
+        }
+    }
+
     /// Boot params (struct boot_params, 4 KiB, then the command line), the protected-mode
     /// kernel, and the initrd, in the order bzImage64_load adds them.
-    func requests(_ seed: UInt64) throws(HarnessError) -> [SegmentRequest] {
+    func requests(_ seed: UInt64) -> [SegmentRequest] {
         var content = SplitMix64.stream(seed, "segment-content")
         var params = [UInt8](repeating: 0, count: Self.bootParamsSize)
         let kernelRequest: SegmentRequest
         if let image = bzImage {
-            if let refusal = image.refusalToLoad() { throw .input("kernel", "kexec_file would refuse this bzImage: \(refusal)") }
-            let commandLineLength = commandLine.utf8.count + 1
-            guard commandLineLength <= Int(image.commandLineSize) else {
-                throw .input("kernel command line", "\(commandLineLength) bytes with its NUL, longer than the kernel's cmdline_size \(image.commandLineSize)")
-            }
             // "Copy setup header onto bootparams": struct boot_params.hdr sits at 0x1f1 like in the file.
-            params.replaceSubrange(0x1f1 ..< 0x1f1 + image.setupHeader.count, with: image.setupHeader)
+            params.replaceSubrange(Field.setupHeader ..< Field.setupHeader + image.setupHeader.count, with: image.setupHeader)
             let minimum = max(image.preferredAddress, Self.minimumKernelAddress)
             kernelRequest = SegmentRequest(name: "kernel", data: Array(image.bytes[image.protectedModeOffset...]),
                                            memsz: UInt64(image.initSize), alignment: UInt64(image.kernelAlignment), minimum: minimum)
@@ -93,25 +110,26 @@ public struct SegmentPlan: Sendable {
         func put(_ value: UInt64, at offset: Int, width: Int) {
             params.replaceSubrange(offset ..< offset + width, with: littleEndianBytes(value, width: width))
         }
-        params[0x210] = 0xd0  // type_of_loader: kexec (0x0D << 4)
-        params[0x211] = 0     // loadflags
-        let commandLine = segments[0].start + UInt64(bootParamsSize)
-        put(commandLine & 0xffff_ffff, at: 0x228, width: 4)  // hdr.cmd_line_ptr
-        put(commandLine >> 32, at: 0x0c8, width: 4)          // ext_cmd_line_ptr
-        if let initrd = segments.first(where: { $0.name == "initrd" }) {
-            let length = UInt64(initrd.data.count)
-            put(initrd.start & 0xffff_ffff, at: 0x218, width: 4)  // hdr.ramdisk_image
-            put(length & 0xffff_ffff, at: 0x21c, width: 4)        // hdr.ramdisk_size
-            put(initrd.start >> 32, at: 0x0c0, width: 4)          // ext_ramdisk_image
-            put(length >> 32, at: 0x0c4, width: 4)                // ext_ramdisk_size
+        /// A 64-bit value split into a header field (low 32 bits) and its ext_ field (high 32).
+        func putSplit(_ value: UInt64, low: Int, high: Int) {
+            put(value & 0xffff_ffff, at: low, width: 4)
+            put(value >> 32, at: high, width: 4)
         }
-        // e820_table (128 entries of {u64 addr, u64 size, u32 type} at 0x2d0), e820_entries at 0x1e8.
-        let entries = ram.sorted { $0.lowerBound < $1.lowerBound }.prefix(128)
-        params[0x1e8] = UInt8(entries.count)
+        params[Field.typeOfLoader] = 0xd0  // kexec (0x0D << 4)
+        params[Field.loadFlags] = 0
+        putSplit(segments[0].start + UInt64(bootParamsSize), low: Field.commandLine, high: Field.commandLineHigh)
+        if let initrd = segments.first(where: { $0.name == "initrd" }) {
+            putSplit(initrd.start, low: Field.ramdiskImage, high: Field.ramdiskImageHigh)
+            putSplit(UInt64(initrd.data.count), low: Field.ramdiskSize, high: Field.ramdiskSizeHigh)
+        }
+        // e820_table: entries of {u64 addr, u64 size, u32 type}.
+        let entries = ram.sorted { $0.lowerBound < $1.lowerBound }.prefix(Field.e820MaxEntries)
+        params[Field.e820Entries] = UInt8(entries.count)
         for (i, range) in entries.enumerated() {
-            put(range.lowerBound, at: 0x2d0 + 20 * i, width: 8)
-            put(range.upperBound - range.lowerBound + 1, at: 0x2d0 + 20 * i + 8, width: 8)
-            put(1, at: 0x2d0 + 20 * i + 16, width: 4)  // E820_TYPE_RAM
+            let entry = Field.e820Table + Field.e820EntrySize * i
+            put(range.lowerBound, at: entry, width: 8)
+            put(range.upperBound - range.lowerBound + 1, at: entry + 8, width: 8)
+            put(1, at: entry + 16, width: 4)  // E820_TYPE_RAM
         }
         segments[0].data = params
     }
@@ -121,15 +139,17 @@ public struct SegmentPlan: Sendable {
         func read(_ offset: Int, _ width: Int) -> UInt64 {
             (0 ..< width).reduce(UInt64(0)) { $0 | UInt64(params[offset + $1]) << (8 * $1) }
         }
-        let commandLine = read(0x228, 4) | read(0x0c8, 4) << 32
-        let initrd = read(0x218, 4) | read(0x0c0, 4) << 32, initrdSize = read(0x21c, 4) | read(0x0c4, 4) << 32
+        func readSplit(low: Int, high: Int) -> UInt64 { read(low, 4) | read(high, 4) << 32 }
+        let initrd = readSplit(low: Field.ramdiskImage, high: Field.ramdiskImageHigh)
+        let initrdSize = readSplit(low: Field.ramdiskSize, high: Field.ramdiskSizeHigh)
         let text = params[bootParamsSize...].prefix { $0 != 0 }
-        let version = read(0x206, 2)
-        return .init(protocolVersion: version == 0 ? nil : "\(version >> 8).\(String(version & 0xff).count == 1 ? "0" : "")\(version & 0xff)",
-                     typeOfLoader: UInt8(read(0x210, 1)), commandLineAddress: commandLine,
+        let version = UInt16(read(Field.version, 2))
+        return .init(protocolVersion: version == 0 ? nil : BzImage.versionString(version),
+                     typeOfLoader: params[Field.typeOfLoader],
+                     commandLineAddress: readSplit(low: Field.commandLine, high: Field.commandLineHigh),
                      commandLine: String(decoding: text, as: UTF8.self),
                      initrdAddress: initrdSize == 0 ? nil : initrd, initrdSize: initrdSize == 0 ? nil : initrdSize,
-                     e820Entries: Int(params[0x1e8]))
+                     e820Entries: Int(params[Field.e820Entries]))
     }
 }
 

@@ -14,7 +14,7 @@ struct CompareCommand: ParsableCommand {
             Exit status: 0 when every file reaches its expected verdict, 1 otherwise, 2 for bad input.
             """)
 
-    @Argument(help: "Purgatory objects; the first is the baseline.")
+    @Argument(help: "Purgatories (objects, or vmlinux/bzImage/kexec files holding one); the first is the baseline.")
     var files: [String]
 
     @Option(help: "Seed for the segments and, without --load-address, the load address (the same for every file).")

@@ -37,7 +37,7 @@ struct FuzzCommand: ParsableCommand {
             Exit status 1 if any run's verdict differs from --expect (default verified), 0 otherwise, 2 for bad input.
             """)
 
-    @Argument(help: "Purgatory objects. Default: the built-in reference purgatory.")
+    @Argument(help: "Purgatories (objects, or vmlinux/bzImage/kexec files holding one). Default: the built-in reference purgatory.")
     var files: [String] = []
 
     @Option(help: "Runs per file.")

@@ -10,7 +10,7 @@ struct InspectCommand: ParsableCommand {
         abstract: "Show what the loader sees: sections and their addresses, relocations, ABI symbols, entry under both rules, where the object loads cleanly, and lints.",
         discussion: "Exit status: 0 when the object loads at the inspected address, 1 when the loader refuses it there, 2 for bad input.")
 
-    @Argument(help: "Purgatory ELF object. Default: the built-in reference purgatory.")
+    @Argument(help: "Purgatory: an ELF object, or the one inside a vmlinux, bzImage or kexec-tools binary. Default: the built-in reference purgatory.")
     var file: String?
 
     @Option(help: "Inspect a load at this address (default: the lowest address the loader accepts).")

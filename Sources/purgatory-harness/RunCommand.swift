@@ -18,7 +18,7 @@ struct RunCommand: ParsableCommand {
             or --expect), 1 for any other verdict, 2 for bad input or usage.
             """)
 
-    @Argument(help: "Purgatory ELF object (purgatory.ro). Default: the built-in reference purgatory.")
+    @Argument(help: "Purgatory: an ELF object, or the one inside a vmlinux, bzImage or kexec-tools binary. Default: the built-in reference purgatory.")
     var file: String?
 
     @Option(help: "Seed for every random choice (decimal or 0x hex). Default: a fresh one, printed.")
@@ -107,16 +107,12 @@ struct RunCommand: ParsableCommand {
             let bytes = try Inputs.read(kernel, what: "kernel segment")
             if BzImage.looksLike(bytes) {
                 guard kernelMemsz == nil else { throw InputError("\(kernel): --kernel-memsz does not apply to a bzImage (its init_size decides)") }
-                let image: BzImage
-                do { image = try BzImage(bytes: bytes) } catch {
+                do { scenario.segments.bzImage = try BzImage(bytes: bytes) } catch {
                     var named = error
                     named.file = kernel
                     throw InputError(named.description)
                 }
-                if let refusal = image.refusalToLoad() {
-                    throw InputError("\(kernel): bzImage setup header: kexec_file's bzImage64 probe would refuse it: \(refusal)")
-                }
-                scenario.segments.bzImage = image
+                scenario.segments.kernelName = kernel
             } else {
                 scenario.segments.kernel = bytes
             }

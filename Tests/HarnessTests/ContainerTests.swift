@@ -204,4 +204,11 @@ import Testing
         #expect(result.status == 2)
         #expect(result.stderr == "purgatory-harness: error: \(kernel): bzImage setup header: kexec_file's bzImage64 probe would refuse it: xloadflags 0x1 lack XLF_CAN_BE_LOADED_ABOVE_4G\n")
     }
+
+    @Test func runRefusesACommandLineLongerThanCmdlineSize() throws {
+        let kernel = try Fixtures.temporaryFile(Fixtures.bzImage(payload: try Self.payload(.gzip)), name: "bzImage-cmdline")
+        let result = try Fixtures.harness(["run", "--kernel", kernel, "--cmdline", String(repeating: "x", count: 2047), "--seed", "1"])
+        #expect(result.status == 2)
+        #expect(result.stderr == "purgatory-harness: error: kernel command line: 2048 bytes with its NUL, longer than the kernel's cmdline_size 2047\n")
+    }
 }

@@ -6,7 +6,10 @@ import CCompression
 /// chunks, enforces the output limit and turns "no progress" into a truncation error, so the
 /// seven libraries differ only in the few lines that speak their API.
 enum Codecs {
-    struct Failure: Error { var reason: String }
+    struct Failure: Error {
+        var reason: String
+        static func tooLarge(_ limit: Int) -> Failure { Failure(reason: "decompresses to more than \(limit) bytes") }
+    }
 
     struct Output {
         var bytes: [UInt8]
@@ -57,7 +60,7 @@ enum Codecs {
             }
             offset += consumed
             guard output.count + produced <= limit else {
-                return .failure(Failure(reason: "decompresses to more than \(limit) bytes"))
+                return .failure(.tooLarge(limit))
             }
             output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: produced))
             if done { return .success(Output(bytes: output, consumed: offset)) }
@@ -167,7 +170,7 @@ enum Codecs {
                 block.withMemoryRebound(to: CChar.self, capacity: blockLimit) { LZ4_decompress_safe(source, $0, Int32(size), Int32(blockLimit)) }
             }
             guard produced >= 0 else { return .failure(Failure(reason: "lz4: corrupt block at \(offset - 4)")) }
-            guard output.count + Int(produced) <= limit else { return .failure(Failure(reason: "decompresses to more than \(limit) bytes")) }
+            guard output.count + Int(produced) <= limit else { return .failure(.tooLarge(limit)) }
             output.append(contentsOf: UnsafeBufferPointer(start: block, count: Int(produced)))
             offset += size
         }
@@ -213,7 +216,7 @@ enum Codecs {
             guard plain <= 64 << 20, packed <= plain, Int(packed) <= count - offset else {
                 return .failure(Failure(reason: "lzo: block at \(offset) claims \(packed) → \(plain) bytes (\(count - offset) left)"))
             }
-            guard output.count + Int(plain) <= limit else { return .failure(Failure(reason: "decompresses to more than \(limit) bytes")) }
+            guard output.count + Int(plain) <= limit else { return .failure(.tooLarge(limit)) }
             if packed == plain {
                 output.append(contentsOf: UnsafeBufferPointer(start: input + offset, count: Int(plain)))
             } else {
