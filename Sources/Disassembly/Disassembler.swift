@@ -26,12 +26,34 @@ public struct Instruction: Equatable, Sendable, CustomStringConvertible {
 
 public final class Disassembler {
     private var handle: csh = 0
+    /// A second handle with details on (operands, ids): slower, used only to classify.
+    var detailHandle: csh = 0
+    let registers: RegisterTable
 
     public init?() {
         guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return nil }
+        guard cs_open(CS_ARCH_X86, CS_MODE_64, &detailHandle) == CS_ERR_OK,
+              cs_option(detailHandle, CS_OPT_DETAIL, Int(CS_OPT_ON.rawValue)) == CS_ERR_OK else {
+            cs_close(&handle)
+            return nil
+        }
+        registers = RegisterTable(handle: detailHandle)
     }
 
-    deinit { cs_close(&handle) }
+    deinit {
+        cs_close(&handle)
+        cs_close(&detailHandle)
+    }
+
+    /// How many instructions decode from `bytes` at `address` up to and including the one at
+    /// `last` (no strings built).
+    public func count(_ bytes: [UInt8], at address: UInt64, through last: UInt64) -> Int {
+        var insns: UnsafeMutablePointer<cs_insn>?
+        let count = bytes.withUnsafeBufferPointer { cs_disasm(handle, $0.baseAddress, $0.count, address, 0, &insns) }
+        guard count > 0, let insns else { return 0 }
+        defer { cs_free(insns, count) }
+        return (0 ..< count).filter { insns[$0].address <= last }.count
+    }
 
     /// Up to `limit` instructions decoded from `bytes` located at `address`; stops at the first undecodable byte.
     public func decode(_ bytes: [UInt8], at address: UInt64, limit: Int = 0) -> [Instruction] {

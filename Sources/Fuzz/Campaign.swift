@@ -16,12 +16,15 @@ public struct AddressClass: Sendable, Equatable, Codable {
         self.high = high
     }
 
-    /// The classes the summary counts by: where the kernel's relocation checks change.
+    /// The classes the summary counts by: where the kernel's relocation checks change (2 and
+    /// 4 GiB: R_X86_64_32S and 32), where Unicorn stops walking page tables (1 TiB: flat runs
+    /// above), and where identity mapping needs 5-level paging (128 TiB = 2^47).
     public static let reporting = [
         AddressClass(name: "below 2 GiB", low: 0, high: 1 << 31),
         AddressClass(name: "2-4 GiB", low: 1 << 31, high: 1 << 32),
         AddressClass(name: "4 GiB-1 TiB", low: 1 << 32, high: 1 << 40),
-        AddressClass(name: "1 TiB and above", low: 1 << 40, high: .max),
+        AddressClass(name: "1-128 TiB", low: 1 << 40, high: 1 << 47),
+        AddressClass(name: "128 TiB and above", low: 1 << 47, high: .max),
     ]
 
     public static func name(of address: UInt64) -> String {
@@ -61,6 +64,8 @@ public struct Campaign: Sendable {
     public var expected: Verdict = .verified
     /// nil: spread evenly over log2(address) from 1 MiB to the machine's limit.
     public var ranges: [AddressClass]?
+    /// The machine every run uses (physical width, paging).
+    public var machine = MachineOptions()
     public var shard = (index: 0, count: 1)
     /// Small segments: one page of kernel, no initrd, a short command line.
     public var segments: SegmentPlan = {
@@ -94,30 +99,53 @@ public struct Campaign: Sendable {
         s.entryRule = entryRule
         s.abi = abi
         s.segments = segments
+        s.machine = machine
         s.loadAddress = drawAddress(for: files[file], seed: runSeed)
         return s
     }
 
-    /// A buf_align-aligned address for the whole purgatory, from the ranges or log-uniformly.
+    /// The ranges load addresses are drawn from: the user's, or one per power of two from 1 MiB
+    /// to the machine's RAM limit (so the draw is log-uniform).
+    public var drawRanges: [AddressClass] {
+        if let ranges, !ranges.isEmpty { return ranges }
+        let top = 63 - machine.ramLimit.leadingZeroBitCount
+        return (20 ..< top).map { AddressClass(name: "2^\($0)", low: 1 << UInt64($0), high: 1 << UInt64($0 + 1)) }
+    }
+
+    /// Why this campaign cannot run, before anything runs: a range beyond the machine's RAM, or
+    /// with no room for a purgatory.
+    public func refusal() -> String? {
+        if let why = machine.refusal { return why }
+        for range in ranges ?? [] where range.high > machine.ramLimit {
+            return "--range \(range.name): reaches \(hex(range.high)), beyond the machine's RAM (below \(hex(machine.ramLimit)): --phys-bits \(machine.physicalBits)\(machine.paging == .four ? ", --paging 4" : ""))"
+        }
+        for file in files {
+            let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule).setupBuffer()
+            for range in drawRanges where slots(in: range, layout) == nil {
+                return "\(file.name): --range \(range.name) has no \(hex(layout.bufAlign))-aligned place for the \(hex(layout.segmentSize))-byte purgatory"
+            }
+        }
+        return nil
+    }
+
+    /// The first and last buf_align-aligned load addresses in `range` that keep the purgatory inside it.
+    func slots(in range: AddressClass, _ layout: BufferLayout) -> (first: UInt64, last: UInt64)? {
+        let align = layout.bufAlign, size = layout.segmentSize
+        guard align > 0, align & (align - 1) == 0, size > 0, range.high > size else { return nil }
+        let low = max(range.low, PurgatoryLoader.minimumAddress)
+        let first = kernelAlign(low, align)
+        guard first >= low, first <= range.high - size else { return nil }
+        return (first, (range.high - size) / align * align)
+    }
+
+    /// A buf_align-aligned address for the whole purgatory, from one of the draw ranges.
     func drawAddress(for file: ELFFile, seed: UInt64) -> UInt64? {
         let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule).setupBuffer()
-        let align = layout.bufAlign, size = layout.segmentSize
-        let limit = LongModeMachine.pagingLimit
-        guard align & (align - 1) == 0, align < limit, size < limit else { return nil }
         var rng = SplitMix64.stream(seed, "fuzz-address")
-        let (low, high): (UInt64, UInt64)
-        if let ranges, !ranges.isEmpty {
-            let range = ranges[Int(rng.next(upperBound: UInt64(ranges.count)))]
-            (low, high) = (range.low, min(range.high, limit))
-        } else {
-            let bits: UInt64 = 20 + rng.next(upperBound: UInt64(20))  // 2^20 … 2^39
-            (low, high) = (UInt64(1) << bits, min(UInt64(1) << (bits + 1), limit))
-        }
-        let first = (max(low, PurgatoryLoader.minimumAddress) + align - 1) / align * align
-        guard high > size, first <= high - size else { return nil }
-        let last = (high - size) / align * align
-        guard first <= last else { return nil }
-        return rng.aligned(in: first, last, alignment: align)
+        let ranges = drawRanges
+        let range = ranges[Int(rng.next(upperBound: UInt64(ranges.count)))]
+        guard let (first, last) = slots(in: range, layout) else { return nil }
+        return rng.aligned(in: first, last, alignment: layout.bufAlign)
     }
 
     /// Every (file, index) this shard runs, in order.

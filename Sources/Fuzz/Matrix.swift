@@ -38,7 +38,10 @@ public struct MatrixRow: Codable, Sendable {
 
 public enum Matrix {
     /// Runs every variant of `manifest` (files relative to `directory`) at each class's probe address.
-    public static func run(_ manifest: MatrixManifest, directory: String, seed: UInt64 = 1) throws -> [MatrixRow] {
+    /// A probe the harness cannot run (an address the machine cannot hold) is that class's
+    /// `harness-error`, never an abort of the whole matrix.
+    public static func run(_ manifest: MatrixManifest, directory: String, seed: UInt64 = 1,
+                           machine: MachineOptions = MachineOptions()) throws -> [MatrixRow] {
         var rows: [MatrixRow] = []
         for variant in manifest.variants {
             let path = directory + "/" + variant.file
@@ -60,7 +63,11 @@ public enum Matrix {
                 var s = Scenario(file: file, seed: seed)
                 s.loader = kind
                 s.loadAddress = address
-                let report = try s.run()
+                s.machine = machine
+                guard let report = try? s.run() else {
+                    row.verdicts[probe.name] = .harnessError
+                    continue
+                }
                 row.verdicts[probe.name] = report.verdict
                 if report.verdict == .verified { row.instructions = report.instructions }
             }

@@ -4,17 +4,15 @@ import Glibc
 #endif
 
 /// An x86-64 machine in the state relocate_kernel hands to the purgatory:
-/// long mode, identity paging over exactly the memory the harness mapped,
+/// long mode, an identity map over exactly the memory the harness mapped,
 /// sparse physical memory, and exact instruction counting.
 ///
-/// Unicorn 2.0.1 limits it: paged accesses at or above 2^40 fault (so nothing
-/// is mapped there: `map` refuses), non-identity mappings are silently wrong
-/// (so there are none), and host writes do not invalidate translated code (so
-/// one machine serves one run). No Unicorn type appears in this API.
+/// Unicorn 2.0.1 shapes it: page tables are walked only below 2^40, so a machine with memory
+/// above runs flat (`AddressSpace`); non-identity mappings are silently wrong (so there are
+/// none); host writes do not invalidate translated code (so one machine serves one run); and
+/// some instructions it gets wrong are executed by the machine itself (`GuardedInstruction`).
+/// No Unicorn type appears in this API.
 public final class LongModeMachine {
-    /// First physical address Unicorn 2.0.1 cannot reach with paging on (its 40-bit physical width).
-    public static let pagingLimit: UInt64 = 1 << 40
-
     public struct Region: Equatable, Sendable {
         public var name: String
         public var start: UInt64
@@ -34,6 +32,9 @@ public final class LongModeMachine {
     }
 
     public private(set) var regions: [Region] = []
+    public let addressSpace: AddressSpace
+    /// How accesses are translated, decided by `enter` from where the memory lies.
+    public private(set) var translation: Translation = .walked(.four)
     /// The I/O port of the emulated 8250 UART (COM1 by default).
     public var uartBase: UInt16 {
         get { ports.uartBase }
@@ -43,7 +44,8 @@ public final class LongModeMachine {
     private let engine: OpaquePointer
     private let state: UnsafeMutablePointer<TraceState>
 
-    public init() throws(MachineError) {
+    public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0)) throws(MachineError) {
+        self.addressSpace = addressSpace
         var handle: OpaquePointer?
         let err = uc_open(UC_ARCH_X86, UC_MODE_64, &handle)
         guard err == UC_ERR_OK, let handle else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
@@ -51,6 +53,9 @@ public final class LongModeMachine {
         state = .allocate(capacity: 1)
         state.initialize(to: TraceState())
         state.pointee.engine = handle
+        state.pointee.physicalBits = addressSpace.physicalBits
+        state.pointee.timeStampBase = determinism.timeStampBase
+        state.pointee.random = SplitMix64(seed: determinism.randomSeed)
     }
 
     private var closed = false
@@ -75,32 +80,35 @@ public final class LongModeMachine {
     /// Host memory behind each region (mmap'd, so untouched pages cost nothing), released by `close`.
     private var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
 
-    /// Maps zeroed RAM holding `contents` at its start; page-aligned, non-overlapping, below the
-    /// paging limit. The bytes are placed in host memory before Unicorn sees it: no uc_mem_write,
-    /// whose per-page code invalidation dominated the cost of a run's setup.
+    /// Maps zeroed RAM holding `contents` at its start; page-aligned, non-overlapping, where the
+    /// address space can have RAM. The bytes are placed in host memory before Unicorn sees it: no
+    /// uc_mem_write, whose per-page code invalidation dominated the cost of a run's setup.
     public func map(_ name: String, at start: UInt64, size: UInt64, contents: [UInt8] = []) throws(MachineError) {
         let what = "map \(name) [\(hex(start)), +\(hex(size)))"
         guard start % 0x1000 == 0, size % 0x1000 == 0, size > 0 else {
             throw MachineError(operation: what, reason: "not page-aligned")
         }
-        guard start < Self.pagingLimit, size <= Self.pagingLimit - start else {
-            throw MachineError(operation: what, reason: "reaches \(hex(Self.pagingLimit)) (2^40), where Unicorn 2.0.1's paging faults")
+        if let refusal = addressSpace.refusal(start: start, size: size) {
+            throw MachineError(operation: what, reason: refusal)
         }
+        guard let hostSize = Int(exactly: size) else { throw MachineError(operation: what, reason: "too large for the host") }
         if let other = regions.first(where: { start < $0.end && $0.start < start + size }) {
             throw MachineError(operation: what, reason: "overlaps \(other.name)")
         }
-        guard contents.count <= Int(size) else { throw MachineError(operation: what, reason: "\(contents.count) bytes do not fit") }
-        guard let host = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+        guard contents.count <= hostSize else { throw MachineError(operation: what, reason: "\(contents.count) bytes do not fit") }
+        guard let host = mmap(nil, hostSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               host != MAP_FAILED else {
-            throw MachineError(operation: what, reason: "host mmap failed (errno \(errno))")
+            throw MachineError(operation: what, reason: "host mmap failed (\(String(cString: strerror(errno))))")
         }
-        contents.withUnsafeBytes { host.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        let err = uc_mem_map_ptr(engine, start, Int(size), UInt32(UC_PROT_ALL.rawValue), host)
+        contents.withUnsafeBytes { bytes in
+            if let source = bytes.baseAddress { host.copyMemory(from: source, byteCount: bytes.count) }
+        }
+        let err = uc_mem_map_ptr(engine, start, hostSize, UInt32(UC_PROT_ALL.rawValue), host)
         guard err == UC_ERR_OK else {
-            munmap(host, Int(size))
+            munmap(host, hostSize)
             throw MachineError(operation: what, reason: Self.text(err))
         }
-        backing.append((host, Int(size)))
+        backing.append((host, hostSize))
         regions.append(Region(name: name, start: start, size: size))
     }
 
@@ -122,67 +130,68 @@ public final class LongModeMachine {
     // MARK: Entry state
 
     /// Page-table bytes `installIdentityPaging` needs for the regions mapped so far.
-    public func pageTableSize() -> UInt64 { UInt64(1 + Set(regions.flatMap(Self.pml4Slots)).count) * 0x1000 }
+    public func pageTableSize() -> UInt64 { Self.identityTableSize(regions, levels: addressSpace.levels) }
 
-    /// Writes 4-level identity tables at `base` (already mapped, `pageTableSize()` bytes):
-    /// one PML4, one PDPT per 512 GiB in use, 1 GiB leaves over every GiB a region touches.
-    /// Returns the CR3 value.
+    /// Page-table bytes an identity map of `levels` over `regions` takes.
+    public static func identityTableSize(_ regions: [Region], levels: AddressSpace.Levels) -> UInt64 {
+        UInt64(IdentityMap(regions, levels: levels).pages) * 0x1000
+    }
+
+    /// Writes identity tables at `base` (already mapped, `pageTableSize()` bytes) covering every
+    /// region mapped so far. Returns the CR3 value.
     public func installIdentityPaging(at base: UInt64) throws(MachineError) -> UInt64 {
-        try write(identityTables(at: base, covering: regions), at: base)
+        try write(IdentityMap(regions, levels: addressSpace.levels).bytes(at: base), at: base)
         return base
     }
 
     /// Maps a region whose page at `start + tablesOffset` onwards holds identity tables covering
-    /// every region mapped so far and this one; one mapping, no later writes. Returns CR3.
-    public func mapWithPageTables(_ name: String, at start: UInt64, size: UInt64,
-                                  tablesOffset: UInt64) throws(MachineError) -> UInt64 {
+    /// every region mapped so far and this one; `contents` fill the bytes before the tables.
+    /// One mapping, no later writes. Returns CR3.
+    public func mapWithPageTables(_ name: String, at start: UInt64, size: UInt64, tablesOffset: UInt64,
+                                  contents: [UInt8] = []) throws(MachineError) -> UInt64 {
         let mine = Region(name: name, start: start, size: size)
-        let tables = identityTables(at: start + tablesOffset, covering: regions + [mine])
-        guard tablesOffset + UInt64(tables.count) <= size else {
-            throw MachineError(operation: "map \(name)", reason: "\(tables.count) bytes of page tables do not fit at offset \(hex(tablesOffset))")
+        let tables = IdentityMap(regions + [mine], levels: addressSpace.levels)
+        guard contents.count <= tablesOffset, tablesOffset <= size, UInt64(tables.pages) * 0x1000 <= size - tablesOffset,
+              let offset = Int(exactly: tablesOffset) else {
+            throw MachineError(operation: "map \(name)", reason: "\(tables.pages) pages of page tables do not fit at offset \(hex(tablesOffset)) of \(hex(size)) bytes")
         }
-        try map(name, at: start, size: size, contents: [UInt8](repeating: 0, count: Int(tablesOffset)) + tables)
+        let head = contents + [UInt8](repeating: 0, count: offset - contents.count)
+        try map(name, at: start, size: size, contents: head + tables.bytes(at: start + tablesOffset))
         return start + tablesOffset
     }
 
-    private func identityTables(at base: UInt64, covering regions: [Region]) -> [UInt8] {
-        let slots = Array(Set(regions.flatMap(Self.pml4Slots))).sorted()
-        var tables = [UInt64](repeating: 0, count: 512 * (1 + slots.count))
-        let present: UInt64 = 0x3 // P | RW
-        let large: UInt64 = 0x80  // PS
-        for (n, slot) in slots.enumerated() {
-            let pdpt = base + UInt64(n + 1) * 0x1000
-            tables[slot] = pdpt | present
-            for region in regions {
-                for gib in (region.start >> 30) ... ((region.end - 1) >> 30) where gib >> 9 == UInt64(slot) {
-                    tables[512 * (n + 1) + Int(gib & 511)] = (gib << 30) | present | large
-                }
-            }
+    /// Puts the CPU in `entry`'s state. Memory at or above Unicorn's walk limit makes the run
+    /// flat: CR0.PG stays clear, CR3 and CR4 are not loaded (the tables exist but nothing walks
+    /// them); everything else is as given. Returns how the run will translate.
+    @discardableResult
+    public func enter(_ entry: EntryState) throws(MachineError) -> Translation {
+        let flat = regions.contains { $0.end > AddressSpace.walkLimit }
+        translation = flat ? .flat : .walked(addressSpace.levels)
+        state.pointee.translation = translation
+        state.pointee.efer = entry.control.efer
+        if !flat {
+            try setRegister(UC_X86_REG_CR3, entry.cr3)
+            try setRegister(UC_X86_REG_CR4, entry.control.cr4)
         }
-        return tables.withUnsafeBytes { Array($0) }  // little-endian host
+        var efer = uc_x86_msr(rid: 0xC000_0080, value: entry.control.efer)
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_MSR.rawValue), &efer), "write EFER")
+        try setRegister(UC_X86_REG_CR0, flat ? entry.control.cr0 & ~ControlBits.cr0PG : entry.control.cr0)
+        var gdt = uc_x86_mmr(selector: 0, base: entry.gdt.base, limit: UInt32(entry.gdt.limit), flags: 0)
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_GDTR.rawValue), &gdt), "write GDTR")
+        var idt = uc_x86_mmr(selector: 0, base: entry.idt.base, limit: UInt32(entry.idt.limit), flags: 0)
+        try check(uc_reg_write(engine, Int32(UC_X86_REG_IDTR.rawValue), &idt), "write IDTR")
+        var registers = GeneralRegisters()
+        registers[.rsp] = entry.rsp
+        registers[.rip] = entry.rip
+        try setRegisters(registers)
+        try setRegister(UC_X86_REG_RFLAGS, entry.control.rflags)
+        return translation
     }
 
-    private static func pml4Slots(_ region: Region) -> [Int] {
-        Array(Int(region.start >> 39) ... Int((region.end - 1) >> 39))
-    }
-
-    /// Puts the CPU in the kexec entry state: paging on with `cr3`, control registers
-    /// from `control`, GDT and IDT empty, every general register zero but `rsp`.
+    /// `enter` with the kexec entry state's control registers and empty GDT and IDT.
     public func setEntryState(cr3: UInt64, rip: UInt64, rsp: UInt64,
                               control: ControlState = .kexecEntry) throws(MachineError) {
-        try setRegister(UC_X86_REG_CR3, cr3)
-        try setRegister(UC_X86_REG_CR4, control.cr4)
-        var efer = uc_x86_msr(rid: 0xC000_0080, value: control.efer)
-        try check(uc_reg_write(engine, Int32(UC_X86_REG_MSR.rawValue), &efer), "write EFER")
-        try setRegister(UC_X86_REG_CR0, control.cr0)
-        var empty = uc_x86_mmr(selector: 0, base: 0, limit: 0, flags: 0)
-        try check(uc_reg_write(engine, Int32(UC_X86_REG_GDTR.rawValue), &empty), "write GDTR")
-        try check(uc_reg_write(engine, Int32(UC_X86_REG_IDTR.rawValue), &empty), "write IDTR")
-        var registers = GeneralRegisters()
-        registers[.rsp] = rsp
-        registers[.rip] = rip
-        try setRegisters(registers)
-        try setRegister(UC_X86_REG_RFLAGS, control.rflags)
+        try enter(EntryState(control: control, cr3: cr3, rip: rip, rsp: rsp))
     }
 
     public func setRegisters(_ registers: GeneralRegisters) throws(MachineError) {
@@ -193,11 +202,18 @@ public final class LongModeMachine {
         GeneralRegisters(values: Register.allCases.map { readRegister(Self.ucRegister[$0.rawValue]) })
     }
 
+    /// The control registers as the modelled CPU holds them: Unicorn's CR0, CR4 and RFLAGS, and
+    /// EFER as the machine keeps it (Unicorn 2.0.1 drops SCE and NXE; see `unicornEFER`).
     public func controlState() -> ControlState {
+        ControlState(cr0: readRegister(UC_X86_REG_CR0), cr4: readRegister(UC_X86_REG_CR4),
+                     efer: state.pointee.efer, rflags: readRegister(UC_X86_REG_RFLAGS))
+    }
+
+    /// EFER as Unicorn holds it.
+    public func unicornEFER() -> UInt64 {
         var efer = uc_x86_msr(rid: 0xC000_0080, value: 0)
         uc_reg_read(engine, Int32(UC_X86_REG_MSR.rawValue), &efer)
-        return ControlState(cr0: readRegister(UC_X86_REG_CR0), cr4: readRegister(UC_X86_REG_CR4),
-                            efer: efer.value, rflags: readRegister(UC_X86_REG_RFLAGS))
+        return efer.value
     }
 
     // MARK: Running
@@ -208,11 +224,11 @@ public final class LongModeMachine {
     /// `ranges` (sorted, disjoint, e.g. functions) attribute the count by block start: the outcome
     /// lists each entry into a different range; with `.crossCheck` the per-instruction hook also
     /// counts per range. `recordBlocks` > 0 records that many executed blocks in order (a slower hook).
-    /// `undefinedAt`: instruction addresses that raise #UD (vector 6) when reached, for what
-    /// Unicorn runs but the real CPU state would not; they need `.crossCheck` (the per-instruction hook).
+    /// `guarded`: instructions the machine executes itself (see `GuardedInstruction`); they need
+    /// `.crossCheck` (the per-instruction hook).
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
-                    recordBlocks: Int = 0, undefinedAt: [UInt64] = []) throws(MachineError) -> RunOutcome {
+                    recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:]) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
@@ -221,14 +237,20 @@ public final class LongModeMachine {
         state.pointee.budget = budget
         try setAttribution(ranges, perInstruction: counting == .crossCheck)
         state.pointee.orderLimit = max(recordBlocks, 0)
-        if !undefinedAt.isEmpty {
+        if !guarded.isEmpty {
             guard counting == .crossCheck else {
-                throw MachineError(operation: "run", reason: "#UD addresses need the per-instruction hook (counting .crossCheck)")
+                throw MachineError(operation: "run", reason: "guarded instructions need the per-instruction hook (counting .crossCheck)")
             }
-            let traps = UnsafeMutablePointer<UInt64>.allocate(capacity: undefinedAt.count)
-            for (i, address) in undefinedAt.sorted().enumerated() { traps[i] = address }
-            state.pointee.traps = traps
-            state.pointee.trapCount = undefinedAt.count
+            let sorted = guarded.sorted { $0.key < $1.key }
+            let addresses = UnsafeMutablePointer<UInt64>.allocate(capacity: sorted.count)
+            let kinds = UnsafeMutablePointer<GuardedInstruction>.allocate(capacity: sorted.count)
+            for (i, entry) in sorted.enumerated() {
+                addresses[i] = entry.key
+                (kinds + i).initialize(to: entry.value)
+            }
+            state.pointee.guardedAddresses = addresses
+            state.pointee.guardedKinds = kinds
+            state.pointee.guardedCount = sorted.count
         }
         var hooks: [uc_hook] = []
         defer { for hook in hooks { uc_hook_del(engine, hook) } }
@@ -254,6 +276,10 @@ public final class LongModeMachine {
         let start = readRegister(UC_X86_REG_RIP)
         let timeout = timeoutMicroseconds
         let err = uc_emu_start(engine, start, sentinel, timeout, 0)
+        if let fixup = state.pointee.pendingFixup {
+            state.pointee.pendingFixup = nil
+            state.pointee.apply(fixup)
+        }
         var registers = registers()
         // A stop from the block hook leaves rip wherever the last per-instruction hook synced it;
         // the block the hook refused is where the guest would resume.
@@ -267,6 +293,7 @@ public final class LongModeMachine {
         case .sentinel: reason = .reachedSentinel
         case .exception: reason = .exception(vector: s.vector, rip: s.stopAddress)
         case .unmapped: reason = .unmappedAccess(kind: s.access, address: s.accessAddress, size: s.accessSize, rip: s.stopAddress)
+        case .refused: reason = .unmodelled(rip: s.stopAddress, reason: s.note ?? "")
         case .none:
             if err == UC_ERR_INSN_INVALID {
                 reason = .exception(vector: 6, rip: rip)  // #UD: Unicorn reports it as an error, not an interrupt
@@ -291,6 +318,12 @@ public final class LongModeMachine {
                           registers: registers, rflags: readRegister(UC_X86_REG_RFLAGS),
                           blocks: blockCounts(), serialOutput: ports.transmitted,
                           otherPortAccesses: ports.otherAccesses)
+        if s.stop == .exception {
+            outcome.exceptionErrorCode = s.errorCode
+            outcome.exceptionNote = s.note
+        }
+        outcome.guardedExecuted = s.guardedSeen.elements
+        outcome.translation = translation
         outcome.rangeEntries = s.entries.elements
         outcome.crossCheckPerRange = s.instructionsPerRange.map { Array(UnsafeBufferPointer(start: $0, count: s.rangeCount + 1)) }
         if recordBlocks > 0 {
@@ -333,7 +366,7 @@ public final class LongModeMachine {
 
     // MARK: Unicorn plumbing
 
-    private static let ucRegister: [uc_x86_reg] = [
+    static let ucRegister: [uc_x86_reg] = [
         UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP, UC_X86_REG_RBP,
         UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
         UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP,

@@ -36,4 +36,43 @@ public struct ControlState: Equatable, Sendable {
 
     /// What Unicorn 2.0.1 holds after being given `kexecEntry`: EFER without SCE and NXE.
     public static let asUnicornKeepsIt = ControlState(cr0: 0x8000_0033, cr4: 0x20, efer: 0x500, rflags: 0x2)
+
+    public init(cr0: UInt64, cr4: UInt64, efer: UInt64, rflags: UInt64) {
+        self.cr0 = cr0
+        self.cr4 = cr4
+        self.efer = efer
+        self.rflags = rflags
+    }
+}
+
+/// A GDTR or IDTR value: where the table is and its limit (the last valid byte's offset).
+public struct DescriptorTable: Equatable, Sendable {
+    public var base: UInt64
+    public var limit: UInt16
+    public init(base: UInt64, limit: UInt16) {
+        self.base = base
+        self.limit = limit
+    }
+    /// Limit 0 and base 0: what machine_kexec loads, so that any exception triple-faults.
+    public static let invalid = DescriptorTable(base: 0, limit: 0)
+}
+
+/// Everything the CPU holds when the purgatory's first instruction runs.
+public struct EntryState: Equatable, Sendable {
+    public var control: ControlState
+    public var cr3: UInt64
+    public var rip: UInt64
+    public var rsp: UInt64
+    public var gdt: DescriptorTable
+    public var idt: DescriptorTable
+
+    public init(control: ControlState = .kexecEntry, cr3: UInt64, rip: UInt64, rsp: UInt64,
+                gdt: DescriptorTable = .invalid, idt: DescriptorTable = .invalid) {
+        self.control = control
+        self.cr3 = cr3
+        self.rip = rip
+        self.rsp = rsp
+        self.gdt = gdt
+        self.idt = idt
+    }
 }

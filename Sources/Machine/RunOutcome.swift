@@ -19,6 +19,8 @@ public enum StopReason: Equatable, Sendable {
     case unmappedAccess(kind: AccessKind, address: UInt64, size: Int, rip: UInt64)
     /// Unicorn reported an error the harness did not anticipate.
     case emulatorError(String)
+    /// The instruction at `rip` cannot be executed honestly by this machine (see `GuardedInstruction`).
+    case unmodelled(rip: UInt64, reason: String)
 }
 
 /// One translated block with how often it ran: the raw material for per-function counts.
@@ -63,6 +65,13 @@ public struct RunOutcome: Sendable {
     public var rangeEntries: [RangeEntry] = []
     /// The per-instruction hook's count per attribution range (outside all of them last), when cross-checking.
     public var crossCheckPerRange: [UInt64]?
+    /// For an exception the machine raised itself (a guarded instruction): the error code pushed,
+    /// if the vector has one, and why the CPU raises it.
+    public var exceptionErrorCode: UInt64?
+    public var exceptionNote: String?
+    /// Addresses of the guarded instructions that ran, in order of first execution (at most 64).
+    public var guardedExecuted: [UInt64] = []
+    public var translation: Translation = .walked(.four)
     /// Every counted block in order, when recording was asked for, up to its limit.
     public var executedBlocks: [ExecutedBlock]?
     /// Blocks counted after the recording limit was reached (not in `executedBlocks`).

@@ -64,12 +64,29 @@ struct TraceState {
     var cachedRange: Int32 = -1
     var cachedLow: UInt64 = 1
     var cachedHigh: UInt64 = 0
-    /// Sorted instruction addresses where the CPU of the real entry state would raise #UD although
-    /// Unicorn runs them (SSE with CR4.OSFXSR clear); checked by the per-instruction hook only.
-    var traps: UnsafeMutablePointer<UInt64>?
-    var trapCount = 0
+    /// Sorted addresses of the instructions the machine executes itself (`GuardedInstruction`),
+    /// with their kinds at the same index; checked by the per-instruction hook only.
+    var guardedAddresses: UnsafeMutablePointer<UInt64>?
+    var guardedKinds: UnsafeMutablePointer<GuardedInstruction>?
+    var guardedCount = 0
+    /// Results to set before the next instruction runs (the guarded instruction just ran).
+    var pendingFixup: Fixup?
+    /// Guarded instructions that ran (or stopped the run), in order of first execution, at most 64.
+    var guardedSeen = GrowingBuffer<UInt64>()
 
-    enum Stop { case none, spin, budget, sentinel, exception, unmapped }
+    // The CPU state Unicorn does not keep for the machine.
+    var translation: Translation = .walked(.four)
+    var physicalBits = 52
+    /// EFER as the CPU holds it (Unicorn 2.0.1 drops SCE and NXE).
+    var efer: UInt64 = 0
+    var timeStampBase: UInt64 = 0
+    var random = SplitMix64(seed: 0)
+
+    /// Why the guarded instruction stopped the run: the CPU's exception, or the harness refusing.
+    var errorCode: UInt64?
+    var note: String?
+
+    enum Stop { case none, spin, budget, sentinel, exception, unmapped, refused }
 
     init(capacity: Int = 1024) {
         slots = .allocate(capacity: capacity)
@@ -82,9 +99,12 @@ struct TraceState {
         rangeStarts?.deallocate()
         rangeEnds?.deallocate()
         instructionsPerRange?.deallocate()
-        traps?.deallocate()
+        guardedAddresses?.deallocate()
+        guardedKinds?.deinitialize(count: guardedCount)
+        guardedKinds?.deallocate()
         entries.release()
         order.release()
+        guardedSeen.release()
     }
 
     /// Index of the range holding `address`, -1 if none (binary search: slow path only).
@@ -294,29 +314,53 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
 
 let codeHook: ph_block_cb = { engine, address, _, user in
     let state = user!.assumingMemoryBound(to: TraceState.self)
-    if !state.pointee.stopped {
-        state.pointee.crossCheckInstructions &+= 1
-        state.pointee.countInstruction(address)
-        if state.pointee.trapCount > 0, state.pointee.isTrap(address) {
-            // Counted like any faulting instruction, then stopped as the CPU would: #UD.
-            state.pointee.stopped = true
-            state.pointee.stop = .exception
-            state.pointee.vector = 6
-            state.pointee.stopAddress = address
-            uc_emu_stop(engine)
-        }
+    guard !state.pointee.stopped else { return }
+    if let fixup = state.pointee.pendingFixup {
+        state.pointee.pendingFixup = nil
+        state.pointee.apply(fixup)
+    }
+    state.pointee.crossCheckInstructions &+= 1
+    state.pointee.countInstruction(address)
+    if state.pointee.guardedCount > 0, let index = state.pointee.guardedIndex(address) {
+        state.pointee.guard(index, at: address, engine)
     }
 }
 
 extension TraceState {
-    func isTrap(_ address: UInt64) -> Bool {
-        guard let traps else { return false }
-        var low = 0, high = trapCount
+    /// Index of `address` among the guarded instructions (binary search).
+    func guardedIndex(_ address: UInt64) -> Int? {
+        guard let addresses = guardedAddresses else { return nil }
+        var low = 0, high = guardedCount
         while low < high {
             let mid = (low + high) / 2
-            if traps[mid] < address { low = mid + 1 } else { high = mid }
+            if addresses[mid] < address { low = mid + 1 } else { high = mid }
         }
-        return low < trapCount && traps[low] == address
+        return low < guardedCount && addresses[low] == address ? low : nil
+    }
+
+    /// Runs the CPU's rules for guarded instruction `index`, about to execute at `address`.
+    /// A raised exception counts the instruction, like any faulting instruction.
+    mutating func `guard`(_ index: Int, at address: UInt64, _ engine: OpaquePointer?) {
+        guard let kinds = guardedKinds else { return }
+        if guardedSeen.count < 64, !guardedSeen.contains(address) { guardedSeen.append(address) }
+        switch decide(kinds[index], at: address) {
+        case .proceed: break
+        case .proceedThenFix(let fixup): pendingFixup = fixup
+        case .raise(let vector, let code, let why):
+            stopped = true
+            stop = .exception
+            self.vector = vector
+            errorCode = code
+            note = why
+            stopAddress = address
+            uc_emu_stop(engine)
+        case .refuse(let why):
+            stopped = true
+            stop = .refused
+            note = why
+            stopAddress = address
+            uc_emu_stop(engine)
+        }
     }
 }
 
@@ -374,6 +418,11 @@ struct GrowingBuffer<Element> {
     }
 
     var elements: [Element] { base.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [] }
+
+    func contains(_ element: Element) -> Bool where Element: Equatable {
+        guard let base else { return false }
+        return UnsafeBufferPointer(start: base, count: count).contains(element)
+    }
 
     func release() {
         base?.deinitialize(count: count)

@@ -36,8 +36,10 @@ extension Scenario {
             report.verdict = .fault
             report.fault = .init(vector: vector, name: Self.exceptionName(vector), rip: rip, symbol: symbols.symbolize(rip),
                                  instruction: instruction?.description)
+            report.fault?.errorCode = outcome.exceptionErrorCode
             report.message = "\(Self.exceptionName(vector)) (vector \(vector)) at \(at(rip))"
-                + (instruction.map { ": \($0)" } ?? "") + "; the IDT is invalid, so hardware would triple-fault"
+                + (instruction.map { ": \($0)" } ?? "") + (outcome.exceptionNote.map { " (\($0))" } ?? "")
+                + "; the IDT is invalid, so hardware would triple-fault"
         case .unmappedAccess(let kind, let address, let size, let rip):
             let instruction = kind == .fetch ? nil : stopInstruction
             report.verdict = .fault
@@ -46,6 +48,9 @@ extension Scenario {
             let what = kind == .fetch ? "jumps to \(hex(address))" : "\(kind.rawValue)s \(size) bytes at \(hex(address))"
             report.message = "\(what), outside the purgatory, every segment and the harness pages, at rip \(at(rip))"
                 + (instruction.map { ": \($0)" } ?? "")
+        case .unmodelled(let rip, let reason):
+            report.verdict = .harnessError
+            report.message = "the machine cannot run \(stopInstruction.map { "`\($0)`" } ?? "the instruction") at \(at(rip)) honestly: \(reason)"
         case .emulatorError(let text):
             report.verdict = .fault
             report.message = "the emulator stopped at \(at(registers[.rip])): \(text)"

@@ -32,6 +32,9 @@ public struct RunReport: Codable, Sendable {
         public var instruction: String?
         public var access: String?
         public var address: UInt64?
+        /// The error code the CPU pushes, when the machine raised the exception itself and the vector has one.
+        public var errorCode: UInt64?
+        enum CodingKeys: String, CodingKey { case vector, name, rip, symbol, instruction, access, address, errorCode = "error_code" }
     }
     public struct TamperInfo: Codable, Sendable, Equatable {
         public var segment: String
@@ -80,7 +83,8 @@ public struct RunReport: Codable, Sendable {
     public var loadAddress: UInt64
     public var purgatorySize: UInt64
     public var bufAlign: UInt64
-    public var entry: UInt64
+    /// nil when the loader refused the purgatory.
+    public var entry: UInt64?
     public var entrySource: String
     public var segments: [SegmentInfo]
     public var bootParams: BootParamsInfo?
@@ -96,6 +100,10 @@ public struct RunReport: Codable, Sendable {
     public var diagnostics: [String]
     /// What the purgatory printed on the emulated serial port, if anything.
     public var console: String?
+    /// The machine the purgatory ran on (nil when it never ran).
+    public var machine: MachineInfo?
+    /// The CPU state at the purgatory's first instruction (nil when it never ran).
+    public var entryState: EntryStateInfo?
     public var timings = Timings()
     public var megabytesPerSecond: Double?
     /// Where the count went: functions and phases (nil when not counting or not asked).
@@ -113,6 +121,48 @@ public struct RunReport: Codable, Sendable {
         case blocksExecuted = "blocks_executed", bootParams = "boot_params"
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
-        case accounting
+        case accounting, machine
+        case entryState = "entry_state"
+    }
+}
+
+/// The machine a run used: its physical width and how its identity map was executed.
+public struct MachineInfo: Codable, Sendable, Equatable {
+    public var physBits: Int
+    /// "4-level" or "5-level" (walked), or "flat" (built, not walked).
+    public var paging: String
+    /// The depth of the identity map the kernel would have built (and the harness built).
+    public var identityMap: String
+    /// Why the run is flat, and what that means; nil for walked runs.
+    public var pagingNote: String?
+
+    enum CodingKeys: String, CodingKey {
+        case paging
+        case physBits = "phys_bits", identityMap = "identity_map", pagingNote = "paging_note"
+    }
+}
+
+/// The CPU state relocate_kernel leaves, as the kernel sets it (in a flat run the harness shows
+/// these values although CR0.PG, CR3 and CR4 are not loaded into the emulator).
+public struct EntryStateInfo: Codable, Sendable, Equatable {
+    public struct Table: Codable, Sendable, Equatable {
+        public var base: UInt64
+        public var limit: UInt16
+    }
+    public var rip: UInt64
+    public var rsp: UInt64
+    /// The qword at rsp.
+    public var atRsp: UInt64
+    public var cr0: UInt64
+    public var cr3: UInt64
+    public var cr4: UInt64
+    public var efer: UInt64
+    public var rflags: UInt64
+    public var gdt: Table
+    public var idt: Table
+
+    enum CodingKeys: String, CodingKey {
+        case rip, rsp, cr0, cr3, cr4, efer, rflags, gdt, idt
+        case atRsp = "at_rsp"
     }
 }

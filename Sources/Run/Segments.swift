@@ -1,6 +1,7 @@
 import Containers
 import ELF
 import Loader
+import Machine
 
 /// One kexec segment: `data` (the kernel's bufsz bytes) followed by zeros up to `memsz`.
 public struct Segment: Sendable {

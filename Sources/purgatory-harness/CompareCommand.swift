@@ -25,6 +25,8 @@ struct CompareCommand: ParsableCommand {
 
     @OptionGroup var loading: LoaderOptions
 
+    @OptionGroup var machine: MachineArguments
+
     @Option(help: "Size of the synthesized kernel segment.")
     var kernelSize = Quantity(argument: "16K")!
 
@@ -57,6 +59,7 @@ struct CompareCommand: ParsableCommand {
             s.loader = loading.loader
             s.entryRule = loading.entryRule
             s.abi = loading.resolvedABI
+            s.machine = machine.options
             s.counting = crossCheck ? .crossCheck : .exact
             s.segments.kernelSize = Int(kernelSize.value)
             s.segments.initrdSize = Int(initrdSize.value)
@@ -88,7 +91,7 @@ struct CompareCommand: ParsableCommand {
     static func commonAddress(_ files: [ELFFile], loader: LoaderKind, entryRule: EntryRule, seed: UInt64) throws -> UInt64 {
         let layouts = files.map { AnyLoader(file: $0, kind: loader, entryRule: entryRule).setupBuffer() }
         let align = layouts.map(\.bufAlign).max() ?? 0x1000, size = layouts.map(\.segmentSize).max() ?? 0
-        let low: UInt64 = 1 << 32, limit = LongModeMachine.pagingLimit
+        let low: UInt64 = 1 << 32, limit = AddressSpace.walkLimit
         guard align & (align - 1) == 0, align < limit, size < limit - low, (limit - size) / align * align > low else {
             throw InputError("\(files.map(\.name).joined(separator: ", ")): no common load address (alignment \(hex(align)), \(hex(size)) bytes) between 4 GiB and 2^40")
         }

@@ -32,7 +32,8 @@ struct FuzzCommand: ParsableCommand {
         commandName: "fuzz",
         abstract: "Run seeded campaigns of load addresses over purgatories; bisect every failure to the address where it starts.",
         discussion: """
-            Run i of seed S draws its load address (log-uniform from 1 MiB to 2^40 unless --range is given) and its \
+            Run i of seed S draws its load address (log-uniform from 1 MiB to the machine's RAM limit, 2^phys-bits, \
+            unless --range is given) and its \
             segments from (S, file, i) alone: the same on any machine, for any --jobs and any --shard. \
             Exit status 1 if any run's verdict differs from --expect (default verified), 0 otherwise, 2 for bad input.
             """)
@@ -53,6 +54,8 @@ struct FuzzCommand: ParsableCommand {
     var ranges: [AddressRange] = []
 
     @OptionGroup var loading: LoaderOptions
+
+    @OptionGroup var machine: MachineArguments
 
     @Option(help: "The verdict every run should have.")
     var expect: Verdict = .verified
@@ -82,7 +85,9 @@ struct FuzzCommand: ParsableCommand {
         campaign.abi = loading.resolvedABI
         campaign.expected = expect
         campaign.ranges = ranges.isEmpty ? nil : ranges.map(\.range)
+        campaign.machine = machine.options
         if let shard { campaign.shard = (shard.index, shard.count) }
+        if let why = campaign.refusal() { throw InputError(why) }
 
         var sink: FileHandle?
         if let jsonl {
@@ -149,7 +154,11 @@ struct FuzzCommand: ParsableCommand {
         for f in summary.failures {
             lines.append("failure: \(f.file): \(f.verdict.rawValue) ×\(f.count): \(f.example.message)")
             if let note = f.boundaryNote { lines.append("  " + note) }
-            if let campaign, f.verdict != .harnessError { lines.append("  reproduce: " + reproducer(f.example, campaign: campaign, paths: paths)) }
+            if let campaign, f.verdict != .harnessError {
+                var replay = f.example
+                replay.loadAddress = f.boundary ?? replay.loadAddress
+                lines.append("  reproduce: " + reproducer(replay, campaign: campaign, paths: paths))
+            }
         }
         return lines.joined(separator: "\n")
     }
@@ -161,6 +170,9 @@ struct FuzzCommand: ParsableCommand {
         words += ["--load-address", hex(r.loadAddress), "--seed", hex(r.seed)]
         if campaign.loader != .kexecFile { words += ["--loader", campaign.loader.rawValue] }
         if campaign.entryRule != .symbol { words += ["--entry-rule", campaign.entryRule.rawValue] }
+        if campaign.machine.physicalBits != MachineOptions().physicalBits { words += ["--phys-bits", "\(campaign.machine.physicalBits)"] }
+        if let levels = campaign.machine.paging { words += ["--paging", "\(levels.rawValue)"] }
+        if let range = campaign.machine.segmentRange { words += ["--segment-range", "\(hex(range.lowerBound))-\(hex(range.upperBound))"] }
         let plan = campaign.segments
         words += ["--kernel-size", "\(plan.kernelSize)", "--kernel-memsz", "\(plan.kernelMemsz ?? plan.kernelSize)",
                   "--initrd-size", "\(plan.initrdSize)", "--cmdline", plan.commandLine]

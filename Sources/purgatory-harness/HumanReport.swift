@@ -9,13 +9,20 @@ enum HumanReport {
         func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 13, withPad: " ", startingAt: 0) + value) }
         row("loader", "\(r.loader), entry rule \(r.entryRule), seed \(hex(r.seed))")
         row("purgatory", "\(hex(r.loadAddress)) +\(hex(r.purgatorySize)) (buf_align \(hex(r.bufAlign)))"
-            + (r.verdict == .loadError ? "" : ", entry \(hex(r.entry)) (\(r.entrySource))"))
+            + (r.entry.map { ", entry \(hex($0)) (\(r.entrySource))" } ?? ""))
         for segment in r.segments { row(segment.name, "\(hex(segment.start)) +\(hex(segment.length))") }
         if let b = r.bootParams {
             var text = "cmdline at \(hex(b.commandLineAddress)) \"\(b.commandLine)\""
             if let start = b.initrdAddress, let size = b.initrdSize { text += ", initrd \(hex(start)) +\(hex(size))" }
             text += ", \(b.e820Entries) e820 entries" + (b.protocolVersion.map { ", setup header of boot protocol \($0)" } ?? "")
             row("boot params", text)
+        }
+        if let m = r.machine {
+            row("machine", "\(m.physBits)-bit physical, " + (m.paging == "flat" ? "flat (\(m.identityMap) identity map built, not walked)" : "\(m.paging) identity map, walked"))
+            if let note = m.pagingNote { row("", note) }
+        }
+        if let e = r.entryState {
+            row("entry state", "rsp \(hex(e.rsp)) ([rsp] \(hex(e.atRsp))), cr0 \(hex(e.cr0)) cr3 \(hex(e.cr3)) cr4 \(hex(e.cr4)) efer \(hex(e.efer)), gdt \(hex(e.gdt.base))/\(hex(e.gdt.limit)) idt \(hex(e.idt.base))/\(hex(e.idt.limit))")
         }
         if let t = r.tamper { row("tamper", "flipped byte \(hex(t.offset)) of \(t.segment) (\(hex(t.address)))") }
         for d in r.diagnostics { row("diagnostic", d) }

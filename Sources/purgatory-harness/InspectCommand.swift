@@ -3,6 +3,7 @@ import ELF
 import Foundation
 import Inspect
 import Loader
+import Run
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,8 @@ struct InspectCommand: ParsableCommand {
 
     @OptionGroup var loading: LoaderOptions
 
+    @OptionGroup var machine: MachineArguments
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -27,15 +30,21 @@ struct InspectCommand: ParsableCommand {
         var report: Inspection
         do { report = try inspector.inspect(at: loadAddress?.value) } catch { throw InputError(error.description) }
         if let extraction, extraction.container != .object { report.container = extraction.provenance }
+        // As in `run`, the kernel's loader decides first; then the machine must be able to hold it.
+        let noRAM = report.loadError == nil ? machine.options.placementRefusal(start: report.loadAddress, size: report.segmentSize) : nil
         if json {
             try printJSON(report)
         } else {
-            print(Self.render(report))
+            print(Self.render(report, noRAM: noRAM))
+        }
+        if let noRAM {
+            FileHandle.standardError.write(Data("purgatory-harness: error: \(file.name): load address \(hex(report.loadAddress)): \(noRAM)\n".utf8))
+            throw ExitCode(ExitStatus.badInput)
         }
         throw ExitCode(report.loadError == nil ? ExitStatus.expected : ExitStatus.unexpected)
     }
 
-    static func render(_ r: Inspection) -> String {
+    static func render(_ r: Inspection, noRAM: String? = nil) -> String {
         var lines = ["purgatory-harness inspect \(r.file) (\(r.loader) loader, \(r.abi) ABI)"]
         func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 15, withPad: " ", startingAt: 0) + value) }
         for (i, line) in r.container.enumerated() { row(i == 0 ? "found in" : "", line) }
@@ -67,7 +76,7 @@ struct InspectCommand: ParsableCommand {
             row("loads", "cleanly at \(hex(r.bufAlign))-aligned addresses in \(ranges.isEmpty ? "none" : ranges)")
             if let failing = r.lowestFailingAddress { row("", "lowest failing load address \(hex(failing))") }
         }
-        row("this load", r.loadError.map { "refused: \($0)" } ?? "loads")
+        row("this load", r.loadError.map { "refused: \($0)" } ?? noRAM ?? "loads")
         for d in r.diagnostics { row("diagnostic", d) }
         let shown = r.lints.prefix(12)
         for l in shown { row("lint", "\(l.kind): \(l.message)") }

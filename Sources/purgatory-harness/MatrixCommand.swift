@@ -15,6 +15,8 @@ struct MatrixCommand: ParsableCommand {
     @Option(help: "Seed for the segments (the same for every variant, so counts compare).")
     var seed = Quantity(argument: "1")!
 
+    @OptionGroup var machine: MachineArguments
+
     @Flag(help: "Print the rows as JSON.")
     var json = false
 
@@ -25,7 +27,7 @@ struct MatrixCommand: ParsableCommand {
             throw e
         } catch { throw InputError("\(path): not a purgatory manifest (\(error))") }
         let rows: [MatrixRow]
-        do { rows = try Matrix.run(manifest, directory: directory, seed: seed.value) } catch { throw InputError("\(error)") }
+        do { rows = try Matrix.run(manifest, directory: directory, seed: seed.value, machine: machine.options) } catch { throw InputError("\(error)") }
         if json {
             try printJSON(rows)
         } else {

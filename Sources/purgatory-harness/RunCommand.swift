@@ -30,10 +30,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Lowest address a drawn load address may have.")
     var minAddress = Quantity(argument: "4G")!
 
-    @Option(help: "Drawn load addresses keep the purgatory below this address (at most 2^40).")
+    @Option(help: "Drawn load addresses keep the purgatory below this address.")
     var maxAddress = Quantity(argument: "1T")!
 
     @OptionGroup var loading: LoaderOptions
+
+    @OptionGroup var machine: MachineArguments
 
     @Option(name: .customLong("set"), help: "Write VALUE into the purgatory's global NAME (its own size), e.g. console_serial=1.")
     var assignments: [SymbolAssignment] = []
@@ -92,6 +94,7 @@ struct RunCommand: ParsableCommand {
         var scenario = Scenario(file: file, seed: seed?.value ?? UInt64.random(in: 0 ... UInt64.max))
         scenario.loadAddress = loadAddress?.value
         scenario.addressRange = minAddress.value ..< maxAddress.value
+        scenario.machine = machine.options
         scenario.loader = loading.loader
         scenario.entryRule = loading.entryRule
         scenario.abi = loading.resolvedABI
@@ -137,6 +140,10 @@ struct RunCommand: ParsableCommand {
         } else {
             print(HumanReport.render(report))
             if let traceSummary { print("  trace        " + traceSummary) }
+        }
+        if report.verdict == .harnessError && expect != .harnessError {
+            FileHandle.standardError.write(Data("purgatory-harness: error: \(report.file): \(report.message)\n".utf8))
+            throw ExitCode(ExitStatus.badInput)
         }
         throw ExitCode(report.isExpected && !crossCheckFailed ? ExitStatus.expected : ExitStatus.unexpected)
     }

@@ -64,7 +64,7 @@ import Testing
     @Test(arguments: [
         ["run", "/nonexistent/purgatory.ro"],
         ["run", "--seed", "zz"],
-        ["run", "--load-address", "0x10000000000"],
+        ["run", "--load-address", "0x10000000000000"],
         ["run", "--load-address", "0x1000"],
         ["run", "--frobnicate"],
     ])

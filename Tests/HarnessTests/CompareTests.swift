@@ -84,7 +84,7 @@ import Testing
         #expect(c.rows.filter { $0.kind == .function }.first?.name == "compress")
     }
 
-    @Test(arguments: [["compare"], ["compare", "/nonexistent.ro"], ["compare", "--load-address", "0x10000000000", Fixtures.referencePath]])
+    @Test(arguments: [["compare"], ["compare", "/nonexistent.ro"], ["compare", "--load-address", "0x10000000000000", Fixtures.referencePath]])
     func badInputExitsTwo(arguments: [String]) throws {
         let out = try Fixtures.harness(arguments)
         #expect(out.status == 2, "\(arguments): \(out.stderr)")

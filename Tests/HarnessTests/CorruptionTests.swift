@@ -1,6 +1,7 @@
 import ELF
 import Inspect
 import Loader
+import Machine
 import Run
 import Testing
 

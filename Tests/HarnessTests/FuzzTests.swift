@@ -42,12 +42,12 @@ import Testing
     }
 
     @Test func defaultAddressesSpreadOverEveryPowerOfTwoFrom1MiB() throws {
-        let c = Campaign(files: [try Fixtures.reference()], runs: 400, seed: 3)
-        let addresses = (0 ..< 400).compactMap { c.scenario(file: 0, index: $0).loadAddress }
-        #expect(addresses.count == 400)
+        let c = Campaign(files: [try Fixtures.reference()], runs: 800, seed: 3)
+        let addresses = (0 ..< 800).compactMap { c.scenario(file: 0, index: $0).loadAddress }
+        #expect(addresses.count == 800)
         let exponents = Set(addresses.map { 63 - $0.leadingZeroBitCount })
-        #expect(exponents == Set(20 ..< 40))
-        #expect(addresses.allSatisfy { $0 % 0x1000 == 0 && $0 + 0x3000 <= 1 << 40 })
+        #expect(exponents == Set(20 ..< 52))
+        #expect(addresses.allSatisfy { $0 % 0x1000 == 0 && $0 + 0x3000 <= 1 << 52 })
     }
 
     @Test func shardsPartitionTheCampaignAndMergeToTheSameSummary() throws {
@@ -114,14 +114,15 @@ import Testing
         #expect(text.contains("runs per address class and verdict:"))
     }
 
-    /// A placement the harness cannot run is its own verdict, never a load-error of the purgatory.
-    @Test func placementsTheHarnessCannotRunAreNotBlamedOnThePurgatory() throws {
+    /// A range with no room for the purgatory is refused before the campaign, naming the range.
+    @Test func aRangeWithNoRoomIsRefusedBeforeTheCampaign() throws {
         let out = try Fixtures.harness(["fuzz", "--range", "0x100000-0x101000", "--runs", "3", "--seed", "1", "--jobs", "1"])
-        #expect(out.status == 1)
-        #expect(out.stdout.contains("harness-error    3"))
-        #expect(out.stdout.contains("failure: Purgatories/reference/purgatory.ro (built in): harness-error ×3: no address in the chosen ranges fits the purgatory"))
-        #expect(out.stdout.contains("the harness could not run these placements; not a verdict on the purgatory"))
-        #expect(!out.stdout.contains("load-error"))
-        #expect(!out.stdout.contains("reproduce:"))
+        #expect(out.status == 2)
+        #expect(out.stdout.isEmpty)
+        #expect(out.stderr.split(separator: "\n").count == 1)
+        #expect(out.stderr.contains("--range 0x100000-0x101000 has no 0x1000-aligned place for the 0x3000-byte purgatory"))
+        let beyond = try Fixtures.harness(["fuzz", "--range", "1T-0x20000000000000", "--runs", "3", "--seed", "1"])
+        #expect(beyond.status == 2)
+        #expect(beyond.stderr.contains("beyond the machine's RAM (below 0x10000000000000"))
     }
 }

@@ -330,9 +330,11 @@ import Testing
         #expect(control.cr4 == 0x20)
         #expect(control.rflags == 0x2)
         // Measured: Unicorn 2.0.1 drops SCE and NXE from any EFER write (API or guest wrmsr, every
-        // CPU model: CPUID 0x80000001 EDX = 0xa8000000, no SYSCALL, no NX), so 0xd01 reads as 0x500.
-        #expect(control.efer == 0x500)
-        #expect(control == ControlState.asUnicornKeepsIt)
+        // CPU model: CPUID 0x80000001 EDX = 0xa8000000, no SYSCALL, no NX), so 0xd01 reads as 0x500;
+        // the machine keeps EFER itself.
+        #expect(m.unicornEFER() == 0x500)
+        #expect(control.efer == 0xd01)
+        #expect(control == entry)
         #expect(ControlState.asUnicornKeepsIt.efer == 0x500 && ControlState.asUnicornKeepsIt.cr0 == entry.cr0
                 && ControlState.asUnicornKeepsIt.cr4 == entry.cr4 && ControlState.asUnicornKeepsIt.rflags == entry.rflags)
         let registers = m.registers()
@@ -365,10 +367,14 @@ import Testing
         #expect(throws: MachineError.self) { try m.map("overlaps tail", at: 0x1000_1000, size: 0x1000) }
         #expect(throws: MachineError.self) { try m.map("overlaps head", at: 0x0fff_f000, size: 0x2000) }
         #expect(throws: MachineError.self) { try m.map("contains", at: 0x0fff_f000, size: 0x4000) }
-        let limit = LongModeMachine.pagingLimit
-        #expect(limit == 1 << 40)
-        #expect(throws: MachineError.self) { try m.map("crosses 2^40", at: limit - 0x1000, size: 0x2000) }
-        #expect(throws: MachineError.self) { try m.map("at 2^40", at: limit, size: 0x1000) }
+        // RAM only below 2^52 (the default 52-bit width), and 4-level identity maps stop at 2^47.
+        #expect(throws: MachineError.self) { try m.map("crosses 2^47", at: (1 << 47) - 0x1000, size: 0x2000) }
+        #expect(throws: MachineError.self) { try m.map("at 2^52", at: 1 << 52, size: 0x1000) }
+        let five = try LongModeMachine(addressSpace: AddressSpace(physicalBits: 52, levels: .five))
+        try five.map("below 2^52", at: (1 << 52) - 0x1000, size: 0x1000)
+        #expect(throws: MachineError.self) { try five.map("crosses 2^52", at: (1 << 52) - 0x1000, size: 0x2000) }
+        let narrow = try LongModeMachine(addressSpace: AddressSpace(physicalBits: 36, levels: .four))
+        #expect(throws: MachineError.self) { try narrow.map("at 2^36", at: 1 << 36, size: 0x1000) }
         #expect(throws: MachineError.self) { try m.map("wraps", at: 0x1000, size: UInt64.max & ~0xfff) }
         #expect(m.regions.map(\.name) == ["a"])
         try m.map("adjacent", at: 0x1000_2000, size: 0x1000)
@@ -377,7 +383,7 @@ import Testing
 
     /// The last page below 2^40 maps, and code there runs with paging on (PML4 slot 1, GiB 1023).
     @Test func lastPageBelowThePagingLimitRuns() throws {
-        let top = LongModeMachine.pagingLimit - 0x1000
+        let top = AddressSpace.walkLimit - 0x1000
         let m = try Self.machine(Self.countedLoop, at: top)
         #expect(m.pageTableSize() == 0x3000)
         let out = try m.run(until: Self.sentinel, budget: 1_000_000)
