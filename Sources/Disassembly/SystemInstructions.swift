@@ -16,8 +16,6 @@ public enum SystemInstruction: Equatable, Sendable {
     case sysret
     case sysenter
     case timeStamp(aux: Bool)
-    /// rdrand/rdseed into `register` (its 64-bit name) of `bytes` bytes.
-    case random(register: String, bytes: Int)
 }
 
 extension Disassembler {
@@ -51,10 +49,6 @@ extension Disassembler {
         let x86 = detail.pointee.x86
         let operands = withUnsafeBytes(of: x86.operands) { Array($0.bindMemory(to: cs_x86_op.self).prefix(Int(x86.op_count))) }
         let id = x86_insn(rawValue: insn.id)
-        if id == X86_INS_RDRAND || id == X86_INS_RDSEED, let first = operands.first, first.type == X86_OP_REG,
-           let register = registers.general[Int(first.reg.rawValue)] {
-            return .random(register: register.name, bytes: register.bytes)
-        }
         if id == X86_INS_MOV, operands.count == 2, operands[0].type == X86_OP_REG, operands[1].type == X86_OP_REG {
             if let n = registers.control(operands[0].reg), let source = registers.general[Int(operands[1].reg.rawValue)] {
                 return .writeControl(n, source: source.name)

@@ -16,10 +16,10 @@ import CUnicorn
 ///    enters the old kernel's entry_SYSCALL_64 (LSTAR), a kernel-virtual address the identity map
 ///    does not map: #PF. sysret returns to CPL 3, whose next fetch from the supervisor-only
 ///    identity map is a #PF. sysenter/sysexit depend on the old kernel's SYSENTER MSRs: refused.
-///  - rdtsc/rdtscp, rdrand/rdseed: Unicorn answers from the host's clock and random source; the
-///    machine answers from the run's seed (time stamp = base + 2 × instructions retired, TSC_AUX 0;
-///    random numbers from the seed, CF = 1), so the same seed gives the same run everywhere.
-///    cpuid needs nothing: Unicorn's CPU model answers it the same on every host.
+///  - rdtsc/rdtscp: Unicorn answers from the host's clock; the machine answers from the run's seed
+///    (time stamp = base + 2 × instructions retired, TSC_AUX 0), so the same seed gives the same
+///    run everywhere. cpuid needs nothing: Unicorn's CPU model (qemu64) answers it the same on
+///    every host, and that model has no RDRAND or RDSEED, so those raise #UD on every run.
 ///  - In a flat run (paging off, see `AddressSpace`), anything whose result depends on paging —
 ///    reading or writing CR0/CR2/CR3/CR4, invlpg/invpcid, wrmsr EFER — cannot be answered
 ///    honestly: the run stops and the harness says so.
@@ -40,18 +40,14 @@ public enum GuardedInstruction: Equatable, Sendable {
     case sysenter
     /// rdtsc (`aux` false) or rdtscp (true)
     case timeStamp(aux: Bool)
-    /// rdrand/rdseed into a general register of `bytes` bytes (2, 4 or 8)
-    case random(into: Register, bytes: Int)
 }
 
-/// The seeds behind the machine's time stamp counter and random numbers.
+/// The seed behind the machine's time stamp counter.
 public struct Determinism: Equatable, Sendable {
     public var timeStampBase: UInt64
-    public var randomSeed: UInt64
     public init(seed: UInt64) {
         var stream = SplitMix64.stream(seed, "machine")
         timeStampBase = stream.next() >> 8  // far from wrapping
-        randomSeed = stream.next()
     }
 }
 
@@ -66,7 +62,6 @@ enum GuardAction {
 
 enum Fixup {
     case timeStamp(aux: Bool)
-    case random(Register, bytes: Int)
     /// rdmsr EFER: edx:eax from the machine's own EFER.
     case readEFER
 }
@@ -139,8 +134,6 @@ extension TraceState {
             return .refuse("sysenter/sysexit at \(hex(address)): their effect depends on the old kernel's SYSENTER MSRs, which the machine does not model")
         case .timeStamp(let aux):
             return .proceedThenFix(.timeStamp(aux: aux))
-        case .random(let register, let bytes):
-            return .proceedThenFix(.random(register, bytes: bytes))
         }
     }
 
@@ -173,7 +166,7 @@ extension TraceState {
         }
     }
 
-    /// Sets the results of the instruction that just ran (rdtsc, rdrand, rdmsr EFER).
+    /// Sets the results of the instruction that just ran (rdtsc, rdmsr EFER).
     mutating func apply(_ fixup: Fixup) {
         switch fixup {
         case .timeStamp(let aux):
@@ -182,16 +175,6 @@ extension TraceState {
             write(UC_X86_REG_RAX, tsc & 0xffff_ffff)
             write(UC_X86_REG_RDX, tsc >> 32)
             if aux { write(UC_X86_REG_RCX, 0) }
-        case .random(let register, let bytes):
-            let value = random.next()
-            let ucRegister = LongModeMachine.ucRegister[register.rawValue]
-            switch bytes {
-            case 2: write(ucRegister, read(ucRegister) & ~0xffff | value & 0xffff)
-            case 4: write(ucRegister, value & 0xffff_ffff)
-            default: write(ucRegister, value)
-            }
-            // CF = 1 (a value is ready), OF SF ZF AF PF = 0.
-            write(UC_X86_REG_RFLAGS, read(UC_X86_REG_RFLAGS) & ~0x8d5 | 0x1)
         case .readEFER:
             write(UC_X86_REG_RAX, efer & 0xffff_ffff)
             write(UC_X86_REG_RDX, efer >> 32)

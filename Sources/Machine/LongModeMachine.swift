@@ -55,7 +55,6 @@ public final class LongModeMachine {
         state.pointee.engine = handle
         state.pointee.physicalBits = addressSpace.physicalBits
         state.pointee.timeStampBase = determinism.timeStampBase
-        state.pointee.random = SplitMix64(seed: determinism.randomSeed)
     }
 
     private var closed = false

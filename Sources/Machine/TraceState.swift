@@ -80,7 +80,6 @@ struct TraceState {
     /// EFER as the CPU holds it (Unicorn 2.0.1 drops SCE and NXE).
     var efer: UInt64 = 0
     var timeStampBase: UInt64 = 0
-    var random = SplitMix64(seed: 0)
 
     /// Why the guarded instruction stopped the run: the CPU's exception, or the harness refusing.
     var errorCode: UInt64?

@@ -90,10 +90,14 @@ extension Scenario {
             var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
                                       instruction: instruction)
             // Every distinct executed block decoded once (hundreds per run): which system instructions ran.
+            // A block that ended in an exception may report fewer bytes than its last instruction
+            // has (measured: `mov cr0, rax` leaving long mode), so 15 more bytes are read where mapped.
             if let decoder, counting != .off {
                 for block in outcome.blocks {
-                    guard let bytes = machine.read(at: block.address, count: Int(block.bytes)) else { continue }
-                    for (address, found) in decoder.systemInstructions(bytes, at: block.address) {
+                    let end = block.address &+ UInt64(block.bytes)
+                    guard let bytes = machine.read(at: block.address, count: Int(block.bytes) + 15)
+                            ?? machine.read(at: block.address, count: Int(block.bytes)) else { continue }
+                    for (address, found) in decoder.systemInstructions(bytes, at: block.address) where address < end {
                         if let kind = Self.guarded(found) { emulation.systemInstructions[address] = kind }
                     }
                 }
@@ -121,7 +125,6 @@ extension Scenario {
         case .sysret: return .sysret
         case .sysenter: return .sysenter
         case .timeStamp(let aux): return .timeStamp(aux: aux)
-        case .random(let name, let bytes): return register(name).map { .random(into: $0, bytes: bytes) }
         }
     }
 
