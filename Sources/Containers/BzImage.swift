@@ -81,6 +81,22 @@ public struct BzImage: Sendable {
         return bytes[start ..< end]
     }
 
+    /// The kernel release string the setup header's kernel_version field points to (at that value
+    /// + 0x200 in the file): "6.12.118+deb12-amd64 (debian-kernel@lists.debian.org) #1 SMP …".
+    /// nil when the field is 0 or points outside the setup sectors.
+    public var kernelRelease: String? {
+        let pointer = Int(u16(bytes, 0x20e))
+        guard pointer != 0 else { return nil }
+        let start = pointer + 0x200
+        guard start < min(bytes.count, protectedModeOffset) else { return nil }
+        let text = bytes[start ..< min(bytes.count, protectedModeOffset, start + 256)].prefix { $0 != 0 }
+        guard !text.isEmpty, text.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return nil }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// XLF_5LEVEL: the kernel can be entered with 5-level paging on.
+    public var handlesFiveLevelPaging: Bool { xloadFlags & 0x20 != 0 }
+
     /// What kexec_file's bzImage64 probe insists on: protocol 2.12+, a bzImage (LOADED_HIGH),
     /// a 64-bit entry point, loadable above 4 GiB. Returns the first failed condition, or nil.
     public func refusalToLoad() -> String? {

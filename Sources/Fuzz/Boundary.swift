@@ -15,7 +15,7 @@ extension Campaign {
             return
         }
         let failing = failure.example
-        let layout = AnyLoader(file: files[file], kind: loader, entryRule: entryRule).setupBuffer()
+        let layout = AnyLoader(file: files[file], kind: loader, entryRule: entryRule ?? kernel.entryRule).setupBuffer()
         // The union of the ranges: adjacent ones (the default's powers of two) join, so addresses
         // that straddle two of them, which no run draws, are still probed.
         var union: [AddressClass] = []

@@ -59,7 +59,13 @@ public struct Campaign: Sendable {
     public var seed: UInt64
     public var jobs = 1
     public var loader: LoaderKind = .kexecFile
-    public var entryRule: EntryRule = .symbol
+    /// nil: the kernel profile's rule.
+    public var entryRule: EntryRule?
+    /// The loading kernel and where it was named (see Scenario.kernel).
+    public var kernel = KernelProfile.latest
+    public var kernelSource = "default"
+    public var tdxGuest = false
+    public var earlySerialPort: UInt16?
     public var abi: PurgatoryABI?
     public var expected: Verdict = .verified
     /// nil: spread evenly over log2(address) from 1 MiB to the machine's limit.
@@ -97,6 +103,10 @@ public struct Campaign: Sendable {
         var s = Scenario(file: files[file], seed: runSeed)
         s.loader = loader
         s.entryRule = entryRule
+        s.kernel = kernel
+        s.kernelSource = kernelSource
+        s.tdxGuest = tdxGuest
+        s.earlySerialPort = earlySerialPort
         s.abi = abi
         s.segments = segments
         s.machine = machine
@@ -120,7 +130,7 @@ public struct Campaign: Sendable {
             return "--range \(range.name): reaches \(hex(range.high)), beyond the machine's RAM (below \(hex(machine.ramLimit)): --phys-bits \(machine.physicalBits)\(machine.paging == .four ? ", --paging 4" : ""))"
         }
         for file in files {
-            let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule).setupBuffer()
+            let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule ?? kernel.entryRule).setupBuffer()
             for range in drawRanges where slots(in: range, layout) == nil {
                 return "\(file.name): --range \(range.name) has no \(hex(layout.bufAlign))-aligned place for the \(hex(layout.segmentSize))-byte purgatory"
             }
@@ -140,7 +150,7 @@ public struct Campaign: Sendable {
 
     /// A buf_align-aligned address for the whole purgatory, from one of the draw ranges.
     func drawAddress(for file: ELFFile, seed: UInt64) -> UInt64? {
-        let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule).setupBuffer()
+        let layout = AnyLoader(file: file, kind: loader, entryRule: entryRule ?? kernel.entryRule).setupBuffer()
         var rng = SplitMix64.stream(seed, "fuzz-address")
         let ranges = drawRanges
         let range = ranges[Int(rng.next(upperBound: UInt64(ranges.count)))]

@@ -1,11 +1,20 @@
 import ELF
 
-/// Which rule picks the purgatory's entry point (see kexec-purgatory-facts §2).
+/// Which rule picks the purgatory's entry point in kexec_purgatory_setup_sechdrs
+/// (kernel/kexec_file.c). All three walk the SHF_ALLOC PROGBITS sections in index order.
 public enum EntryRule: String, CaseIterable, Sendable {
-    /// Newer kernels: the global `purgatory_start` if it lies inside an executable section.
+    /// Commit 480e1d5c64bb "kexec: derive purgatory entry from symbol" (v7.0; stable 6.1.165,
+    /// 6.6.128, 6.12.75, 6.18.16): the first section, in index order, that either holds the global
+    /// `purgatory_start` (executable, st_value < sh_size; checked first) or is executable and
+    /// contains e_entry. No WARN.
     case symbol
-    /// Older kernels: the first executable section containing e_entry; a second one trips WARN_ON.
+    /// Commit 8652d44f466a "kexec: support purgatories with .text.hot sections" (v6.4; stable
+    /// 4.19.287, 5.10.185): the first executable section containing e_entry; every later one fires
+    /// WARN_ON and is ignored.
     case eEntry = "e_entry"
+    /// Before 8652d44f466a: every executable section containing e_entry rebases the entry again,
+    /// so a second one (clang ≥ 18's .ltext beside .text) adds the load address twice.
+    case unguarded = "e_entry-unguarded"
 }
 
 /// Which program loads the purgatory, and so which rules and messages apply.
@@ -106,14 +115,12 @@ public struct PurgatoryLoader: Sendable {
     }
 
     /// Phase 2, kexec_purgatory_setup_sechdrs: copy sections into the buffer, assign
-    /// their new addresses, and find the entry point.
+    /// their new addresses, and find the entry point (`EntryRule`).
     func setupSectionHeaders(layout: BufferLayout, address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
         var sections = Array(file.sections)
         var buffer = [UInt8](repeating: 0, count: Int(layout.bufsz))
-        var diagnostics: [Diagnostic] = []
         let eEntry = file.header.entry
-        var start = eEntry
-        var entrySections: [Int] = []
+        var entry = EntryChoice(eEntry: eEntry, symbol: entryRule == .symbol ? entrySymbol() : nil)
         var offset: UInt64 = 0
         var bssAddress = address &+ layout.bufsz &+ layout.bssPad
 
@@ -127,10 +134,7 @@ public struct PurgatoryLoader: Sendable {
                 continue
             }
             offset = kernelAlign(offset, align)
-            if original.isExecutable, eEntry >= original.addr, eEntry < original.addr &+ original.size {
-                entrySections.append(index)
-                if start == eEntry { start = start &- original.addr &+ address &+ offset }
-            }
+            entry.consider(index, original, newAddress: address &+ offset, rule: entryRule)
             guard offset <= layout.bufsz, original.size <= layout.bufsz - offset else {
                 throw .refused(.unchecked("section \(original.label) (\(hex(original.size)) bytes at buffer offset \(hex(offset))) does not fit the \(hex(layout.bufsz))-byte buffer; sh_addralign 0 makes the kernel's ALIGN() return 0"))
             }
@@ -140,27 +144,20 @@ public struct PurgatoryLoader: Sendable {
             sections[index].offset = offset
             offset &+= original.size
         }
+        return LoadedPurgatory(file: file, kind: kind, layout: layout, loadAddress: address, buffer: buffer,
+                               sections: sections, entry: entry.start, entrySource: entry.source(sections),
+                               diagnostics: entry.diagnostics(sections, rule: entryRule, kind: kind))
+    }
 
-        let names = entrySections.map { sections[$0].name }
-        if entrySections.count > 1 && kind == .kexecFile {
-            let message = "WARN_ON in kexec_purgatory_setup_sechdrs: e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")); the first one, \(names[0]), sets the entry"
-            diagnostics.append(Diagnostic(kind: entryRule == .eEntry ? .kernelWarning : .lint,
-                                          message: entryRule == .eEntry ? message : "with the e_entry rule: " + message))
+    /// kexec_purgatory_find_symbol for `purgatory_start`: the first STB_GLOBAL symbol of that name
+    /// in any SHT_SYMTAB; nil if it is undefined or its section index is out of range.
+    func entrySymbol() -> Symbol? {
+        for table in kernelSections where table.type == ELFConstant.shtSymtab && Int(table.link) < shnum {
+            guard let symbols = try? file.symbols(in: table) else { continue }
+            guard let symbol = symbols.first(where: { $0.isGlobal && $0.name == "purgatory_start" }) else { continue }
+            return symbol.shndx == ELFConstant.shnUndef || Int(symbol.shndx) >= shnum ? nil : symbol
         }
-
-        var loaded = LoadedPurgatory(file: file, kind: kind, layout: layout, loadAddress: address, buffer: buffer,
-                                     sections: sections, entry: start, entrySource: "", diagnostics: diagnostics)
-        let fromEEntry = entrySections.first.map { "e_entry \(hex(eEntry)) in \(sections[$0].name)" }
-            ?? "e_entry \(hex(eEntry)) unrelocated: no executable section contains it"
-        loaded.entrySource = fromEEntry
-        if entryRule == .symbol, let symbol = loaded.findSymbol("purgatory_start") {
-            let section = sections[Int(symbol.shndx)]
-            if section.isExecutable, symbol.value < section.size {
-                loaded.entry = section.addr &+ symbol.value
-                loaded.entrySource = "purgatory_start in \(section.name)"
-            }
-        }
-        return loaded
+        return nil
     }
 
     /// Phase 3, kexec_apply_relocations and arch_kexec_apply_relocations_add.
@@ -211,6 +208,81 @@ public struct PurgatoryLoader: Sendable {
             }
             let at = Int(target.offset + relocation.offset)
             loaded.buffer.replaceSubrange(at ..< at + patch.count, with: patch)
+        }
+    }
+}
+
+/// The entry point as kexec_purgatory_setup_sechdrs works it out, section by section.
+struct EntryChoice {
+    let eEntry: UInt64
+    /// `purgatory_start`, for the symbol rule.
+    let symbol: Symbol?
+    private(set) var start: UInt64
+    /// The section that fixed the entry (symbol rule) or the first that rebased it.
+    private var chosen: (index: Int, bySymbol: Bool)?
+    /// Every executable section whose original range contains e_entry, in order.
+    private(set) var containing: [Int] = []
+    /// How often the entry was rebased (more than once only by the unguarded rule).
+    private var rebases = 0
+
+    init(eEntry: UInt64, symbol: Symbol?) {
+        self.eEntry = eEntry
+        self.symbol = symbol
+        start = eEntry
+    }
+
+    /// One SHF_ALLOC PROGBITS section, about to be copied to `newAddress`.
+    mutating func consider(_ index: Int, _ section: SectionHeader, newAddress: UInt64, rule: EntryRule) {
+        let contains = section.isExecutable && eEntry >= section.addr && eEntry < section.addr &+ section.size
+        if contains { containing.append(index) }
+        switch rule {
+        case .symbol:
+            if chosen == nil, let symbol, Int(symbol.shndx) == index, section.isExecutable, symbol.value < section.size {
+                start = newAddress &+ symbol.value
+                chosen = (index, true)
+            }
+            if chosen == nil, contains, start == eEntry {
+                start = start &- section.addr &+ newAddress
+                chosen = (index, false)
+            }
+        case .eEntry:
+            if contains, start == eEntry {  // !WARN_ON(image->start != e_entry)
+                start = start &- section.addr &+ newAddress
+                chosen = (index, false)
+            }
+        case .unguarded:
+            if contains {
+                start = start &- section.addr &+ newAddress
+                rebases += 1
+                if chosen == nil { chosen = (index, false) }
+            }
+        }
+    }
+
+    func source(_ sections: [SectionHeader]) -> String {
+        guard let chosen else { return "e_entry \(hex(eEntry)) unrelocated: no executable section contains it" }
+        let name = sections[chosen.index].name
+        if chosen.bySymbol { return "purgatory_start in \(name)" }
+        if rebases > 1 {
+            return "e_entry \(hex(eEntry)) rebased in each of \(containing.map { sections[$0].name }.joined(separator: " and "))"
+        }
+        return "e_entry \(hex(eEntry)) in \(name)"
+    }
+
+    func diagnostics(_ sections: [SectionHeader], rule: EntryRule, kind: LoaderKind) -> [Diagnostic] {
+        guard containing.count > 1, kind == .kexecFile else { return [] }
+        let names = containing.map { sections[$0].name }
+        let first = names[0], later = names.dropFirst().joined(separator: " and ")
+        switch rule {
+        case .eEntry:
+            return [Diagnostic(kind: .kernelWarning,
+                               message: "WARNING: at kernel/kexec_file.c: kexec_purgatory_setup_sechdrs: WARN_ON: e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")); the first one, \(first), sets the entry, \(later) is ignored")]
+        case .unguarded:
+            return [Diagnostic(kind: .lint,
+                               message: "e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")): before 8652d44f466a the kernel rebases the entry in each, so it points to \(hex(start)), not into \(first)")]
+        case .symbol:
+            return chosen?.bySymbol == true ? [] : [Diagnostic(kind: .lint,
+                message: "e_entry \(hex(eEntry)) lies in executable sections \(names.joined(separator: " and ")); the first one, \(first), sets the entry (with 8652d44f466a's e_entry rule the kernel would WARN)")]
         }
     }
 }

@@ -227,13 +227,16 @@ public final class LongModeMachine {
     /// `.crossCheck` (the per-instruction hook).
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
-                    recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:]) throws(MachineError) -> RunOutcome {
+                    recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:],
+                    handlers: ExceptionHandlers? = nil) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
         hasRun = true
         state.pointee.sentinel = sentinel
         state.pointee.budget = budget
+        state.pointee.handlers = handlers
+        state.pointee.ports = Unmanaged.passUnretained(ports).toOpaque()
         try setAttribution(ranges, perInstruction: counting == .crossCheck)
         state.pointee.orderLimit = max(recordBlocks, 0)
         if !guarded.isEmpty {
@@ -322,6 +325,7 @@ public final class LongModeMachine {
             outcome.exceptionNote = s.note
         }
         outcome.guardedExecuted = s.guardedSeen.elements
+        outcome.handledExceptions = s.handled.elements
         outcome.translation = translation
         outcome.rangeEntries = s.entries.elements
         outcome.crossCheckPerRange = s.instructionsPerRange.map { Array(UnsafeBufferPointer(start: $0, count: s.rangeCount + 1)) }

@@ -72,6 +72,8 @@ public struct RunOutcome: Sendable {
     /// Addresses of the guarded instructions that ran, in order of first execution (at most 64).
     public var guardedExecuted: [UInt64] = []
     public var translation: Translation = .walked(.four)
+    /// Exceptions the IDT's handlers took (see `ExceptionHandlers`), in order.
+    public var handledExceptions: [HandledException] = []
     /// Every counted block in order, when recording was asked for, up to its limit.
     public var executedBlocks: [ExecutedBlock]?
     /// Blocks counted after the recording limit was reached (not in `executedBlocks`).

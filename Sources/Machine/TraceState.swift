@@ -81,6 +81,13 @@ struct TraceState {
     var efer: UInt64 = 0
     var timeStampBase: UInt64 = 0
 
+    /// The exception handlers in the IDT (nil: none, every exception triple-faults).
+    var handlers: ExceptionHandlers?
+    /// Exceptions the handlers took, in order.
+    var handled = GrowingBuffer<HandledException>()
+    /// The UART (PortState, unretained), to note how much the guest had printed.
+    var ports: UnsafeMutableRawPointer?
+
     /// Why the guarded instruction stopped the run: the CPU's exception, or the harness refusing.
     var errorCode: UInt64?
     var note: String?
@@ -104,6 +111,7 @@ struct TraceState {
         entries.release()
         order.release()
         guardedSeen.release()
+        handled.release()
     }
 
     /// Index of the range holding `address`, -1 if none (binary search: slow path only).
@@ -366,9 +374,22 @@ extension TraceState {
 let interruptHook: ph_intr_cb = { engine, vector, user in
     let state = user!.assumingMemoryBound(to: TraceState.self)
     guard state.pointee.stop == .none || state.pointee.stop == .budget else { return }
+    var vector = vector
+    var errorCode: UInt64?
+    if let handlers = state.pointee.handlers {
+        if vector >= handlers.vectors {
+            errorCode = UInt64(vector) * 8 + 2  // beyond the IDT's limit: #GP, IDT flag set
+            vector = 13
+        }
+        // A handler that returns: the guest goes on after the instruction (int3 is a trap).
+        if handlers.returning.contains(vector), state.pointee.deliverReturning(vector: vector, errorCode: errorCode ?? 0, engine) {
+            return
+        }
+    }
     state.pointee.stopped = true
     state.pointee.stop = .exception
     state.pointee.vector = vector
+    state.pointee.errorCode = errorCode
     var rip: UInt64 = 0
     uc_reg_read(engine, Int32(UC_X86_REG_RIP.rawValue), &rip)
     state.pointee.stopAddress = rip

@@ -17,6 +17,8 @@ extension Scenario {
         var budget: UInt64
         /// The code map's pieces, for attribution (empty: none).
         var ranges: [Range<UInt64>]
+        /// The IDT's handlers (6.16), if the profile has them.
+        var handlers: ExceptionHandlers?
         /// How the run translates: walked below Unicorn's 2^40, flat if anything lies above.
         var translation: Translation {
             ([purgatory.loadAddress &+ purgatory.layout.segmentSize] + (segments + [harness]).map(\.end)).contains { $0 > AddressSpace.walkLimit }
@@ -76,7 +78,7 @@ extension Scenario {
 
             let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
                                           attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks,
-                                          guarded: guarded)
+                                          guarded: guarded, handlers: image.handlers)
             timings.emulation = lap.split()
 
             let decoder = Disassembler()

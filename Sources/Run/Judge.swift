@@ -33,13 +33,13 @@ extension Scenario {
             report.message = "still running after \(report.instructions) instructions (budget \(report.budget)), rip \(at(registers[.rip]))"
         case .exception(let vector, let rip):
             let instruction = stopInstruction
-            report.verdict = .fault
+            report.verdict = kernel.hasExceptionHandlers && vector < 16 ? .kexecException : .fault
             report.fault = .init(vector: vector, name: Self.exceptionName(vector), rip: rip, symbol: symbols.symbolize(rip),
                                  instruction: instruction?.description)
-            report.fault?.errorCode = outcome.exceptionErrorCode
+            report.fault?.errorCode = outcome.exceptionErrorCode ?? (Self.pushesErrorCode(vector) && kernel.hasExceptionHandlers ? 0 : nil)
             report.message = "\(Self.exceptionName(vector)) (vector \(vector)) at \(at(rip))"
                 + (instruction.map { ": \($0)" } ?? "") + (outcome.exceptionNote.map { " (\($0))" } ?? "")
-                + "; the IDT is invalid, so hardware would triple-fault"
+                + (outcome.exceptionErrorCode.map { ", error code \(hex($0))" } ?? "") + "; " + afterException
         case .unmappedAccess(let kind, let address, let size, let rip):
             let instruction = kind == .fetch ? nil : stopInstruction
             report.verdict = .fault
@@ -48,6 +48,13 @@ extension Scenario {
             let what = kind == .fetch ? "jumps to \(hex(address))" : "\(kind.rawValue)s \(size) bytes at \(hex(address))"
             report.message = "\(what), outside the purgatory, every segment and the harness pages, at rip \(at(rip))"
                 + (instruction.map { ": \($0)" } ?? "")
+            if kernel.hasExceptionHandlers {
+                // Nothing maps it: on hardware a #PF, taken by the handler.
+                report.verdict = .kexecException
+                report.fault?.vector = 14
+                report.fault?.errorCode = Self.pageFaultErrorCode(kind)
+                report.message += "; #PF (vector 14, error code \(hex(Self.pageFaultErrorCode(kind)))); " + afterException
+            }
         case .unmodelled(let rip, let reason):
             report.verdict = .harnessError
             report.message = "the machine cannot run \(stopInstruction.map { "`\($0)`" } ?? "the instruction") at \(at(rip)) honestly: \(reason)"
@@ -58,6 +65,65 @@ extension Scenario {
         if let cross = outcome.crossCheckInstructions, cross != report.instructions {
             report.message += "; cross-check MISMATCH: per-instruction hook counted \(cross), block hook \(report.instructions)"
         }
+    }
+
+    /// What happens after an exception, in the profile's words.
+    var afterException: String {
+        kernel.hasExceptionHandlers
+            ? "the loading kernel's debug IDT (\(KernelChanges.debugIDT.commit), \(kernel.name)) takes it: the handler prints the registers"
+                + (earlySerialPort.map { " on its early serial console (\(hex($0)))" } ?? " (nowhere: no early serial console, --early-serial)") + " and halts"
+            : "the IDT is invalid, so hardware would triple-fault"
+    }
+
+    /// #PF's error code for an access to memory the identity map does not map: not present,
+    /// write, instruction fetch.
+    static func pageFaultErrorCode(_ kind: AccessKind) -> UInt64 {
+        switch kind {
+        case .read: 0
+        case .write: 0x2
+        case .fetch: 0x10
+        }
+    }
+
+    /// Vectors for which the CPU pushes an error code (#DF, #TS, #NP, #SS, #GP, #PF, #AC…).
+    static func pushesErrorCode(_ vector: UInt32) -> Bool { [8, 10, 11, 12, 13, 14, 17, 21].contains(vector) }
+
+    /// The console as a person would read it: what the guest sent to its UART, and, where they
+    /// happened, the dumps the 6.16 exception handler prints on the early serial console (20 lines
+    /// of a 4-character label and 16 hex digits: 3d66af75b086).
+    func console(_ outcome: RunOutcome, _ report: inout RunReport) -> String? {
+        var dumps: [(offset: Int, text: String)] = []
+        if earlySerialPort != nil, kernel.hasExceptionHandlers {
+            for handled in outcome.handledExceptions {
+                dumps.append((handled.consoleOffset, Self.dump(vector: handled.vector, errorCode: handled.errorCode, rip: handled.rip,
+                                                               registers: handled.registers, cr2: handled.cr2)))
+            }
+            if report.verdict == .kexecException, let fault = report.fault {
+                let cr2 = fault.vector == 14 ? (fault.address ?? fault.rip) : (outcome.handledExceptions.last?.cr2 ?? 0)
+                dumps.append((outcome.serialOutput.count, Self.dump(vector: fault.vector ?? 0, errorCode: fault.errorCode ?? 0, rip: fault.rip,
+                                                                     registers: outcome.registers, cr2: cr2)))
+            }
+        }
+        guard !outcome.serialOutput.isEmpty || !dumps.isEmpty else { return nil }
+        var text = ""
+        var done = 0
+        for dump in dumps {
+            text += String(decoding: outcome.serialOutput[done ..< min(dump.offset, outcome.serialOutput.count)], as: UTF8.self) + dump.text
+            done = min(dump.offset, outcome.serialOutput.count)
+        }
+        return text + String(decoding: outcome.serialOutput[done...], as: UTF8.self)
+    }
+
+    static func dump(vector: UInt32, errorCode: UInt64, rip: UInt64, registers: GeneralRegisters, cr2: UInt64) -> String {
+        let rows: [(String, UInt64)] = [("Exc:", UInt64(vector)), ("Err:", errorCode), ("rip:", rip), ("rsp:", registers[.rsp]),
+                                        ("rax:", registers[.rax]), ("rbx:", registers[.rbx]), ("rcx:", registers[.rcx]), ("rdx:", registers[.rdx]),
+                                        ("rsi:", registers[.rsi]), ("rdi:", registers[.rdi]), ("r8 :", registers[.r8]), ("r9 :", registers[.r9]),
+                                        ("r10:", registers[.r10]), ("r11:", registers[.r11]), ("r12:", registers[.r12]), ("r13:", registers[.r13]),
+                                        ("r14:", registers[.r14]), ("r15:", registers[.r15]), ("cr2:", cr2)]
+        return rows.map { label, value in
+            let digits = String(value, radix: 16)
+            return label + String(repeating: "0", count: 16 - digits.count) + digits + "\n"
+        }.joined()
     }
 
     static func exceptionName(_ vector: UInt32) -> String {

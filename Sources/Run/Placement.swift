@@ -51,10 +51,17 @@ struct Extent: Equatable {
 
 /// The segments of a run: what kexec loads (and hashes), and the harness's own pages.
 struct PlacedSegments {
+    /// Every kexec segment but the purgatory's, in the order kexec_file adds them.
     var kexec: [Segment]
+    /// How many of them come before the purgatory in that order (ima, elfcorehdr).
+    var beforePurgatory: Int
     /// The control page relocate_kernel runs from, the page after it, and the identity tables.
     var harness: Segment
     var all: [Segment] { kexec + [harness] }
+
+    func named(_ name: String) -> Segment? { kexec.first { $0.name == name } }
+    var bootParams: Segment { named("boot-params") ?? kexec[0] }
+    var kernel: Segment { named("kernel") ?? kexec[0] }
 }
 
 extension Segment {
@@ -68,9 +75,12 @@ struct MachinePlacement {
 
     /// The address space for these regions: the options' width, the options' paging or the
     /// default rule, and every region checked against both.
-    func addressSpace(for regions: [Extent]) throws(HarnessError) -> AddressSpace {
+    /// `fiveLevelWhereAvailable`: the kernel uses 5-level paging whenever the CPU has it (6.16,
+    /// 7212b58d6d71); a CPU with more than 46 physical address bits is taken to have LA57.
+    func addressSpace(for regions: [Extent], fiveLevelWhereAvailable: Bool = false) throws(HarnessError) -> AddressSpace {
         let highest = regions.map(\.end).max() ?? 0
-        let levels = options.paging ?? (highest > MachineOptions.fourLevelKernelLimit ? .five : .four)
+        let prefersFive = fiveLevelWhereAvailable && options.physicalBits > 46
+        let levels = options.paging ?? (highest > MachineOptions.fourLevelKernelLimit || prefersFive ? .five : .four)
         let space = AddressSpace(physicalBits: options.physicalBits, levels: levels)
         for region in regions {
             if let why = refusal(region, in: space) {
@@ -90,8 +100,7 @@ struct MachinePlacement {
 }
 
 extension Scenario {
-    /// The page after the control page: relocate_kernel's stack pointer points just below it
-    /// (up to 6.13) or at it (6.14), so it is RAM holding what RAM holds — seeded bytes.
+    /// The harness's pages before the identity tables: the control page and the page after it.
     static let harnessFixedPages: UInt64 = 2
 
     /// A buf_align-aligned load address: the caller's, or drawn from `addressRange` within the
@@ -122,36 +131,88 @@ extension Scenario {
         return MachinePlacement(options: machine, purgatory: extent)
     }
 
-    /// Boot params, kernel and initrd as bzImage64_load adds them, and the harness's pages, at
-    /// seeded non-overlapping places in the segment range.
+    /// The kexec segments in kexec_file's order (ima, elfcorehdr, boot params, kernel, initrd)
+    /// and the harness's pages, at seeded non-overlapping places in the segment range.
     func placeSegments(avoiding purgatory: Extent, in placement: MachinePlacement) throws(HarnessError) -> PlacedSegments {
         var rng = SplitMix64.stream(seed, "segments")
         let range = machine.effectiveSegmentRange
-        var requests = segments.requests(seed)
+        let ordered = segments.requests(seed, kernel: kernel)
+        let beforePurgatory = ordered.firstIndex { $0 == nil } ?? 0
+        var requests = ordered.compactMap { $0 }
         // Identity tables: a root, and per region at most two PML4s and two PDPTs more than its
         // size needs (it may straddle one boundary of each).
         let sizes = [purgatory.size] + requests.map(\.memsz) + [1 << 30]
         let tablePages = sizes.reduce(UInt64(1)) { $0 &+ ($1 >> 39) &+ ($1 >> 48) &+ 4 }
         let harnessSize = (Self.harnessFixedPages &+ tablePages) &* pageSize
-        var content = SplitMix64.stream(seed, "harness")
-        var nextPage = content.bytes(Int(pageSize))
-        nextPage[7] |= 0x80  // never zero: the qword at the control page's end is RAM, not a pushed 0
-        requests.append(SegmentRequest(name: "harness", data: [UInt8](repeating: 0, count: Int(pageSize)) + nextPage,
+        requests.append(SegmentRequest(name: "harness", data: controlPage(at: nil) + nextPage(),
                                        memsz: harnessSize, alignment: pageSize, minimum: 0x1000))
         var placed = try place(requests, avoiding: [purgatory], within: range, rng: &rng)
-        let harness = placed.removeLast()
-        SegmentPlan.completeBootParams(&placed, ram: ([purgatory] + placed.map(\.region) + [harness.region]).map { $0.start ... $0.end &- 1 })
-        return PlacedSegments(kexec: placed, harness: harness)
+        var harness = placed.removeLast()
+        harness.data = controlPage(at: harness.start) + nextPage()
+        SegmentPlan.completeBootParams(&placed, ram: ([purgatory] + placed.map(\.region) + [harness.region]).map { $0.start ... $0.end &- 1 },
+                                       kernel: kernel, seed: seed)
+        return PlacedSegments(kexec: placed, beforePurgatory: beforePurgatory, harness: harness)
     }
 
-    /// relocate_kernel's hand-over (kexec-purgatory-facts §6): rsp 8 bytes below the end of the
-    /// control page, holding 0; CR0 PG|PE…, CR4 PAE (plus LA57 with a 5-level map), EFER as the
-    /// kernel ran it, GDT and IDT invalid.
+    /// The page after the control page holds what RAM holds: bytes from the seed, never a zero
+    /// first qword (from 6.14 the purgatory finds it at [rsp]).
+    func nextPage() -> [UInt8] {
+        var content = SplitMix64.stream(seed, "harness")
+        var page = content.bytes(Int(pageSize))
+        page[7] |= 0x80
+        return page
+    }
+
+    /// relocate_kernel's hand-over as the profile's kernel leaves it (kexec-purgatory-facts §6,
+    /// KernelProfiles.swift): every general register 0 but rsp; CR0 PG|PE…; CR4 PAE, LA57 with a
+    /// 5-level map, MCE on a TDX guest from 6.11; EFER as the kernel ran it; RFLAGS 0x46 (the
+    /// final register-clearing xor leaves ZF and PF set); rsp and the GDT and IDT per generation.
     func entryState(_ purgatory: LoadedPurgatory, _ harness: Segment, _ space: AddressSpace) -> EntryState {
         var control = ControlState.kexecEntry
+        control.rflags = 0x46
         if space.levels == .five { control.cr4 |= 1 << 12 }  // LA57
-        return EntryState(control: control, cr3: harness.start + Self.harnessFixedPages * pageSize,
-                          rip: purgatory.entry, rsp: harness.start + pageSize - 8)
+        if tdxGuest && kernel.setsMachineCheckOnTDX { control.cr4 |= 1 << 6 }  // MCE
+        let controlPage = harness.start
+        let rsp = kernel.stack == .atPageEnd ? controlPage + pageSize : controlPage + pageSize - 8
+        return EntryState(control: control, cr3: harness.start + Self.harnessFixedPages * pageSize, rip: purgatory.entry, rsp: rsp,
+                          gdt: kernel.hasDebugGDT ? DescriptorTable(base: controlPage + ControlPage.gdt, limit: 0x1f) : .invalid,
+                          idt: kernel.hasExceptionHandlers ? DescriptorTable(base: controlPage + ControlPage.idt, limit: 0xff) : .invalid)
+    }
+
+    /// Where the harness puts relocate_kernel's debug tables in the control page (the kernel's own
+    /// offsets depend on its build; nothing the purgatory does can see them but through GDTR/IDTR).
+    enum ControlPage {
+        static let gdt: UInt64 = 0x800, idt: UInt64 = 0x900, stubs: UInt64 = 0xa00
+        /// b25eb5f5e419: null, 0x08 32-bit code, 0x10 64-bit code, 0x18 data.
+        static let gdtEntries: [UInt64] = [0, 0x00cf_9a00_0000_ffff, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff]
+    }
+
+    /// The control page's bytes: zero (relocate_kernel's stack top holds 0), with the debug GDT
+    /// (6.15) and the IDT of 16 trap gates, selector 0x10, DPL 0 (6.16). The gates lead to stubs
+    /// of `hlt; jmp .-1` the harness writes (never reached: the machine applies the handlers'
+    /// effects itself, see ExceptionHandlers).
+    func controlPage(at base: UInt64?) -> [UInt8] {
+        var page = [UInt8](repeating: 0, count: Int(pageSize))
+        guard let base else { return page }
+        func put(_ value: UInt64, _ offset: UInt64, _ width: Int = 8) {
+            page.replaceSubrange(Int(offset) ..< Int(offset) + width, with: littleEndianBytes(value, width: width))
+        }
+        if kernel.hasDebugGDT {
+            for (i, entry) in ControlPage.gdtEntries.enumerated() { put(entry, ControlPage.gdt + UInt64(i) * 8) }
+        }
+        if kernel.hasExceptionHandlers {
+            for vector in 0 ..< UInt64(16) {
+                let handler = base + ControlPage.stubs + vector * 8
+                let gate = ControlPage.idt + vector * 16
+                put(handler & 0xffff, gate, 2)
+                put(0x10, gate + 2, 2)       // __KERNEL_CS
+                put(0x8f00, gate + 4, 2)     // IST 0, type 0xF (trap gate), DPL 0, present
+                put(handler >> 16 & 0xffff, gate + 6, 2)
+                put(handler >> 32, gate + 8, 4)
+                page.replaceSubrange(Int(ControlPage.stubs + vector * 8) ..< Int(ControlPage.stubs + vector * 8) + 3, with: [0xf4, 0xeb, 0xfd])
+            }
+        }
+        return page
     }
 }
 

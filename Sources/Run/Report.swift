@@ -10,6 +10,9 @@ public enum Verdict: String, Codable, CaseIterable, Sendable {
     case loadError = "load-error"
     /// A CPU exception or an access to memory nothing is mapped at: a triple fault on hardware.
     case fault
+    /// A CPU exception taken by the loading kernel's exception handlers (6.16's debug IDT): they
+    /// print the registers on the early serial console and halt.
+    case kexecException = "kexec-exception"
     /// The instruction budget ran out.
     case timeout
     /// Not the purgatory's verdict: the harness could not run this placement (an input refused at
@@ -52,11 +55,14 @@ public struct RunReport: Codable, Sendable {
         public var initrdAddress: UInt64?
         public var initrdSize: UInt64?
         public var e820Entries: Int
+        /// The setup_data chain from its head: "rng-seed", "ima", …
+        public var setupData: [String] = []
 
         enum CodingKeys: String, CodingKey {
             case protocolVersion = "protocol_version", typeOfLoader = "type_of_loader"
             case commandLineAddress = "command_line_address", commandLine = "command_line"
             case initrdAddress = "initrd_address", initrdSize = "initrd_size", e820Entries = "e820_entries"
+            case setupData = "setup_data"
         }
     }
 
@@ -100,6 +106,10 @@ public struct RunReport: Codable, Sendable {
     public var diagnostics: [String]
     /// What the purgatory printed on the emulated serial port, if anything.
     public var console: String?
+    /// The kernel whose loader and relocate_kernel the run follows.
+    public var kernelProfile: KernelProfileInfo?
+    /// How IMA rewrote its segment after the digest (--ima-rewrite), if it did.
+    public var imaRewrite: String?
     /// The machine the purgatory ran on (nil when it never ran).
     public var machine: MachineInfo?
     /// The CPU state at the purgatory's first instruction (nil when it never ran).
@@ -122,7 +132,7 @@ public struct RunReport: Codable, Sendable {
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
         case accounting, machine
-        case entryState = "entry_state"
+        case entryState = "entry_state", kernelProfile = "kernel_profile", imaRewrite = "ima_rewrite"
     }
 }
 
@@ -165,4 +175,12 @@ public struct EntryStateInfo: Codable, Sendable, Equatable {
         case rip, rsp, cr0, cr3, cr4, efer, rflags, gdt, idt
         case atRsp = "at_rsp"
     }
+}
+
+/// Which kernel generation a run follows.
+public struct KernelProfileInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var version: String
+    /// "default", "--kernel-profile", or the bzImage whose version string chose it.
+    public var source: String
 }

@@ -19,7 +19,20 @@ public struct Scenario: Sendable {
     /// Where random load addresses come from (the purgatory must fit entirely inside).
     public var addressRange: Range<UInt64> = 0x1_0000_0000 ..< AddressSpace.walkLimit
     public var loader: LoaderKind = .kexecFile
-    public var entryRule: EntryRule = .symbol
+    /// The kernel that loads and starts the purgatory: its loader rules, entry state, digest and
+    /// segments (KernelProfiles.swift).
+    public var kernel = KernelProfile.latest
+    /// Where `kernel` came from, for the report ("default", "--kernel-profile", a bzImage's version).
+    public var kernelSource = "default"
+    /// nil: the kernel profile's rule.
+    public var entryRule: EntryRule?
+    /// The machine is a TDX guest: from 6.11 relocate_kernel sets CR4.MCE.
+    public var tdxGuest = false
+    /// The loading kernel's early serial console (earlyprintk=serial,…): where its exception
+    /// handlers print (6.16). nil: it had none, and they print nothing.
+    public var earlySerialPort: UInt16?
+    /// IMA rewrites its segment between load and kexec -e (9f0ec4b16f2b), with new measurements.
+    public var imaRewrite = false
     /// Values for the purgatory's option symbols (kexec-tools' console_serial…), each written
     /// with the symbol's own size through the loader's setter.
     public var symbolValues: [(name: String, value: UInt64)] = []
@@ -50,7 +63,7 @@ public struct Scenario: Sendable {
     public func run() throws(HarnessError) -> RunReport {
         var lap = Stopwatch()
         try checkInputs()
-        let loader = AnyLoader(file: file, kind: self.loader, entryRule: entryRule)
+        let loader = AnyLoader(file: file, kind: self.loader, entryRule: entryRule ?? kernel.entryRule)
         let layout = loader.setupBuffer()
         let address = try chooseLoadAddress(layout)
         var report = RunReport(
@@ -58,6 +71,7 @@ public struct Scenario: Sendable {
             kernelLog: [], seed: seed, loader: self.loader.rawValue, entryRule: loader.entryRule.rawValue, loadAddress: address,
             purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: nil, entrySource: "", segments: [],
             instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [])
+        report.kernelProfile = .init(name: kernel.name, version: kernel.version.description, source: kernelSource)
 
         var purgatory: LoadedPurgatory
         switch try loadPurgatory(loader, at: address) {
@@ -67,29 +81,35 @@ public struct Scenario: Sendable {
         report.entry = purgatory.entry
         report.entrySource = purgatory.entrySource
         report.diagnostics = purgatory.diagnostics.map(\.description)
+        report.kernelLog = purgatory.diagnostics.filter { $0.kind == .kernelWarning }.map(\.message)
 
         let placement = try machinePlacement(purgatory: address, size: layout.segmentSize)
         var segments = try placeSegments(avoiding: placement.purgatory, in: placement)
-        let machine = try placement.addressSpace(for: [placement.purgatory] + segments.all.map(\.region))
+        let machine = try placement.addressSpace(for: [placement.purgatory] + segments.all.map(\.region),
+                                                 fiveLevelWhereAvailable: kernel.fiveLevelWhereAvailable)
         report.segments = segments.kexec.map { .init(name: $0.name, start: $0.start, length: $0.memsz) }
-        report.bootParams = SegmentPlan.summarize(segments.kexec[0].data)
+        report.bootParams = SegmentPlan.summarize(segments.bootParams.data, at: segments.bootParams.start)
+        if let refusal = probeRefusal(machine) { return refused(refusal, &report, &lap) }
 
         let expectedRegisters: GeneralRegisters
-        switch try writeBootInformation(&purgatory, segments.kexec) {
+        switch try writeBootInformation(&purgatory, segments) {
         case .failure(let refusal): return refused(refusal, &report, &lap)
         case .success(let registers): expectedRegisters = registers
         }
-        report.bytesHashed = segments.kexec.reduce(0) { $0 &+ $1.memsz }
+        let hashed = digestSegments(segments)
+        report.bytesHashed = hashed.reduce(0) { $0 &+ segments.kexec[$1].memsz }
         let budget = self.budget ?? 1_000_000 &+ 256 &* report.bytesHashed
         report.budget = budget
-        if tamper { report.tamper = Self.tamper(&segments.kexec, seed) }
+        if tamper { report.tamper = Self.tamper(&segments.kexec, among: hashed, seed) }
+        if imaRewrite { report.imaRewrite = Self.rewriteIMA(&segments.kexec, seed) }
         report.timings.load = lap.split()
 
         let codeMap = purgatory.codeMap()
         let image = MachineImage(purgatory: purgatory, uartBase: Self.uartBase(of: purgatory), segments: segments.kexec,
                                  harness: segments.harness, addressSpace: machine, entry: entryState(purgatory, segments.harness, machine),
-                                 sentinel: segments.kexec[1].start &+ Self.kernelEntryOffset, budget: budget,
-                                 ranges: accounting ? codeMap.pieces.map { $0.start ..< $0.end } : [])
+                                 sentinel: segments.kernel.start &+ Self.kernelEntryOffset, budget: budget,
+                                 ranges: accounting ? codeMap.pieces.map { $0.start ..< $0.end } : [],
+                                 handlers: kernel.hasExceptionHandlers ? ExceptionHandlers(vectors: 16, returning: [3]) : nil)
         report.machine = MachineInfo(image)
         report.entryState = EntryStateInfo(image)
 
@@ -97,16 +117,42 @@ public struct Scenario: Sendable {
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
         if counting != .off { report.blocksExecuted = run.outcome.blocks.reduce(0) { $0 + $1.executions } }
-        if !run.outcome.serialOutput.isEmpty {
-            report.console = String(decoding: run.outcome.serialOutput, as: UTF8.self)
-        }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
+        report.console = console(run.outcome, &report)
         account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
         if report.timings.emulation > 0 {
             report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
         }
         return report
+    }
+
+    /// bzImage64_probe, with the paging known: a kernel entered with 5-level paging on must say
+    /// it can take it (ee338b9ee282, since about v5.0).
+    private func probeRefusal(_ space: AddressSpace) -> LoadError? {
+        guard space.levels == .five, let image = segments.bzImage, !image.handlesFiveLevelPaging else { return nil }
+        return LoadError(log: ["kexec-bzImage64: bzImage cannot handle 5-level paging mode."])
+    }
+
+    /// kexec_calculate_store_digests' choice: indexes into `segments.kexec` of the segments it
+    /// hashes, in order. The purgatory's own is never hashed; from 6.16 (and 6.12.94) nor the IMA
+    /// segment; a crash image's elfcorehdr by its index (6.11) or — 6.6 to 6.10 — by the number
+    /// of segments hashed so far, which drops every later segment too.
+    func digestSegments(_ segments: PlacedSegments) -> [Int] {
+        // kexec_file's segment numbers: the purgatory sits after `beforePurgatory` segments.
+        func number(_ i: Int) -> Int { i < segments.beforePurgatory ? i : i + 1 }
+        let elfcorehdr = segments.kexec.firstIndex { $0.name == "elfcorehdr" }.map(number)
+        var hashed: [Int] = []
+        for (i, segment) in segments.kexec.enumerated() {
+            if kernel.skipsIMASegment && segment.name == "ima" { continue }
+            switch kernel.elfcorehdrExclusion {
+            case .segmentIndex where number(i) == elfcorehdr: continue
+            case .hashedCount where hashed.count == elfcorehdr: continue
+            default: break
+            }
+            hashed.append(i)
+        }
+        return hashed
     }
 
     /// What bzImage64's probe and kexec_file refuse before anything is loaded.
@@ -133,10 +179,10 @@ public struct Scenario: Sendable {
 
     /// bzImage64_load and kexec_calculate_store_digests: entry64_regs, the digest and region
     /// table, then the user's option symbols. Returns the registers the kernel set.
-    private func writeBootInformation(_ purgatory: inout LoadedPurgatory, _ segments: [Segment]) throws(HarnessError) -> Result<GeneralRegisters, LoadError> {
+    private func writeBootInformation(_ purgatory: inout LoadedPurgatory, _ segments: PlacedSegments) throws(HarnessError) -> Result<GeneralRegisters, LoadError> {
         do throws(LoadFailure) {
-            let registers = try writeEntryRegisters(&purgatory, bootParams: segments[0].start, kernel: segments[1].start)
-            try storeDigest(&purgatory, segments)
+            let registers = try writeEntryRegisters(&purgatory, bootParams: segments.bootParams.start, kernel: segments.kernel.start)
+            try storeDigest(&purgatory, digestSegments(segments).map { segments.kexec[$0] })
             for (name, value) in symbolValues {
                 let size = Int(purgatory.findSymbol(name)?.size ?? 0)
                 try purgatory.setSymbol(name, littleEndianBytes(value, width: [1, 2, 4, 8].contains(size) ? size : 8))
@@ -193,16 +239,26 @@ public struct Scenario: Sendable {
         try purgatory.setSymbol(abi.digest, Array(hasher.finalize()))
     }
 
-    /// Flips one byte of one segment (anywhere in its memsz, the zero tail included).
-    static func tamper(_ segments: inout [Segment], _ seed: UInt64) -> RunReport.TamperInfo {
+    /// Flips one byte of one hashed segment (anywhere in its memsz, the zero tail included).
+    static func tamper(_ segments: inout [Segment], among hashed: [Int], _ seed: UInt64) -> RunReport.TamperInfo? {
+        guard !hashed.isEmpty else { return nil }
         var rng = SplitMix64.stream(seed, "tamper")
-        let index = Int(rng.next(upperBound: UInt64(segments.count)))
+        let index = hashed[Int(rng.next(upperBound: UInt64(hashed.count)))]
         let offset = rng.next(upperBound: segments[index].memsz)
         if offset >= UInt64(segments[index].data.count) {
             segments[index].data += [UInt8](repeating: 0, count: Int(offset) + 1 - segments[index].data.count)
         }
         segments[index].data[Int(offset)] ^= 0xff
         return .init(segment: segments[index].name, offset: offset, address: segments[index].start + offset)
+    }
+
+    /// What ima_update_kexec_buffer does at kexec -e: the measurement list, grown by the
+    /// measurements since load, copied over the IMA segment (same size, d0a00ce470e3).
+    static func rewriteIMA(_ segments: inout [Segment], _ seed: UInt64) -> String? {
+        guard let index = segments.firstIndex(where: { $0.name == "ima" }) else { return nil }
+        var rng = SplitMix64.stream(seed, "ima-rewrite")
+        segments[index].data = rng.bytes(segments[index].data.count)
+        return "ima segment \(hex(segments[index].start)) +\(hex(UInt64(segments[index].data.count))) rewritten after the digest was taken"
     }
 
     /// The UART's port: the purgatory's own `serial_base` when it has one (kexec-tools), else COM1.
@@ -213,7 +269,7 @@ public struct Scenario: Sendable {
     private func refused(_ refusal: LoadError, _ report: inout RunReport, _ lap: inout Stopwatch) -> RunReport {
         report.verdict = .loadError
         report.message = refusal.message
-        report.kernelLog = refusal.log
+        report.kernelLog += refusal.log
         report.timings.load = lap.split()
         return report
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import ELF
 import Foundation
 import Loader
@@ -27,6 +28,8 @@ struct CompareCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineArguments
 
+    @OptionGroup var kernelGeneration: KernelArguments
+
     @Option(help: "Size of the synthesized kernel segment.")
     var kernelSize = Quantity(argument: "16K")!
 
@@ -50,8 +53,15 @@ struct CompareCommand: ParsableCommand {
     }
 
     func run() throws {
-        let objects = try files.map { try Inputs.purgatory($0) }
-        let address = try loadAddress?.value ?? Self.commonAddress(objects, loader: loading.loader, entryRule: loading.entryRule, seed: seed.value)
+        try kernelGeneration.listIfAsked()
+        var bzImages: [(path: String, image: BzImage)] = []
+        var objects: [ELFFile] = []
+        for path in files {
+            let extracted = try Inputs.extracted(path)
+            objects.append(extracted.file)
+            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
+        }
+        let address = try loadAddress?.value ?? Self.commonAddress(objects, loader: loading.loader, seed: seed.value)
         var reports: [RunReport] = []
         for file in objects {
             var s = Scenario(file: file, seed: seed.value)
@@ -60,6 +70,7 @@ struct CompareCommand: ParsableCommand {
             s.entryRule = loading.entryRule
             s.abi = loading.resolvedABI
             s.machine = machine.options
+            kernelGeneration.apply(to: &s, bzImages: bzImages)
             s.counting = crossCheck ? .crossCheck : .exact
             s.segments.kernelSize = Int(kernelSize.value)
             s.segments.initrdSize = Int(initrdSize.value)
@@ -88,8 +99,8 @@ struct CompareCommand: ParsableCommand {
 
     /// One address every file can be loaded at: aligned for the most demanding file, room for the
     /// largest, above 4 GiB and below the machine's limit, drawn from the seed.
-    static func commonAddress(_ files: [ELFFile], loader: LoaderKind, entryRule: EntryRule, seed: UInt64) throws -> UInt64 {
-        let layouts = files.map { AnyLoader(file: $0, kind: loader, entryRule: entryRule).setupBuffer() }
+    static func commonAddress(_ files: [ELFFile], loader: LoaderKind, seed: UInt64) throws -> UInt64 {
+        let layouts = files.map { AnyLoader(file: $0, kind: loader).setupBuffer() }
         let align = layouts.map(\.bufAlign).max() ?? 0x1000, size = layouts.map(\.segmentSize).max() ?? 0
         let low: UInt64 = 1 << 32, limit = AddressSpace.walkLimit
         guard align & (align - 1) == 0, align < limit, size < limit - low, (limit - size) / align * align > low else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import ELF
 import Foundation
 import Fuzz
@@ -57,6 +58,8 @@ struct FuzzCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineArguments
 
+    @OptionGroup var kernelGeneration: KernelArguments
+
     @Option(help: "The verdict every run should have.")
     var expect: Verdict = .verified
 
@@ -77,7 +80,15 @@ struct FuzzCommand: ParsableCommand {
     }
 
     func run() throws {
-        let objects = try files.isEmpty ? [Inputs.purgatory(nil)] : files.map { try Inputs.purgatory($0) }
+        try kernelGeneration.listIfAsked()
+        var bzImages: [(path: String, image: BzImage)] = []
+        var objects: [ELFFile] = []
+        for path in files {
+            let extracted = try Inputs.extracted(path)
+            objects.append(extracted.file)
+            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
+        }
+        if objects.isEmpty { objects = [try Inputs.purgatory(nil)] }
         var campaign = Campaign(files: objects, runs: runs, seed: seed?.value ?? UInt64.random(in: 0 ... .max))
         campaign.jobs = jobs
         campaign.loader = loading.loader
@@ -86,6 +97,9 @@ struct FuzzCommand: ParsableCommand {
         campaign.expected = expect
         campaign.ranges = ranges.isEmpty ? nil : ranges.map(\.range)
         campaign.machine = machine.options
+        (campaign.kernel, campaign.kernelSource) = kernelGeneration.resolve(bzImages: bzImages)
+        campaign.tdxGuest = kernelGeneration.tdxGuest
+        campaign.earlySerialPort = kernelGeneration.earlySerial.map { UInt16(truncatingIfNeeded: $0.value) }
         if let shard { campaign.shard = (shard.index, shard.count) }
         if let why = campaign.refusal() { throw InputError(why) }
 
@@ -107,7 +121,7 @@ struct FuzzCommand: ParsableCommand {
         let tty = isatty(STDERR_FILENO) == 1 && !json
         let started = Date()
         if !json {
-            print("purgatory-harness fuzz: \(objects.count) file(s) × \(runs) runs, seed \(hex(campaign.seed)), \(campaign.jobs) job(s)"
+            print("purgatory-harness fuzz: \(objects.count) file(s) × \(runs) runs, seed \(hex(campaign.seed)), \(campaign.jobs) job(s), kernel \(campaign.kernel.name) (\(campaign.kernelSource))"
                   + (campaign.shard.count > 1 ? ", shard \(campaign.shard.index)/\(campaign.shard.count): \(runner.total) runs" : ""))
         }
         let total = runner.total
@@ -169,7 +183,10 @@ struct FuzzCommand: ParsableCommand {
         var words = ["purgatory-harness", "run"] + (path.isEmpty ? [] : [path])
         words += ["--load-address", hex(r.loadAddress), "--seed", hex(r.seed)]
         if campaign.loader != .kexecFile { words += ["--loader", campaign.loader.rawValue] }
-        if campaign.entryRule != .symbol { words += ["--entry-rule", campaign.entryRule.rawValue] }
+        if let rule = campaign.entryRule { words += ["--entry-rule", rule.rawValue] }
+        if campaign.kernelSource != "default" || campaign.kernel != .latest { words += ["--kernel-profile", campaign.kernel.name] }
+        if campaign.tdxGuest { words += ["--tdx-guest"] }
+        if let port = campaign.earlySerialPort { words += ["--early-serial", hex(port)] }
         if campaign.machine.physicalBits != MachineOptions().physicalBits { words += ["--phys-bits", "\(campaign.machine.physicalBits)"] }
         if let levels = campaign.machine.paging { words += ["--paging", "\(levels.rawValue)"] }
         if let range = campaign.machine.segmentRange { words += ["--segment-range", "\(hex(range.lowerBound))-\(hex(range.upperBound))"] }

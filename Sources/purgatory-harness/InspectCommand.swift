@@ -21,12 +21,16 @@ struct InspectCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineArguments
 
+    @OptionGroup var kernelGeneration: KernelArguments
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() throws {
+        try kernelGeneration.listIfAsked()
         let (file, extraction) = try self.file.map(Inputs.extracted) ?? (try Inputs.purgatory(nil), nil)
-        let inspector = Inspector(file: file, kind: loading.loader, entryRule: loading.entryRule, abi: loading.resolvedABI)
+        let kernel = kernelGeneration.resolve(bzImages: [self.file.flatMap { path in extraction?.bzImage.map { (path, $0) } }].compactMap { $0 })
+        let inspector = Inspector(file: file, kind: loading.loader, entryRule: loading.entryRule ?? kernel.profile.entryRule, abi: loading.resolvedABI)
         var report: Inspection
         do { report = try inspector.inspect(at: loadAddress?.value) } catch { throw InputError(error.description) }
         if let extraction, extraction.container != .object { report.container = extraction.provenance }

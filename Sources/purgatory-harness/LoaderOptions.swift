@@ -8,8 +8,8 @@ struct LoaderOptions: ParsableArguments {
     @Option(help: "Loader whose rules apply: kexec-file (the kernel's kexec_file_load), kexec-tools, or image (fully linked ET_DYN/ET_EXEC).")
     var loader: LoaderKind = .kexecFile
 
-    @Option(help: "How kexec-file picks the entry point: symbol (purgatory_start) or e_entry.")
-    var entryRule: EntryRule = .symbol
+    @Option(help: "How kexec-file picks the entry point: symbol (480e1d5c64bb, v7.0), e_entry (8652d44f466a, v6.4, WARN on a second section) or e_entry-unguarded (before). Default: the kernel profile's.")
+    var entryRule: EntryRule?
 
     @Option(help: "ABI profile for symbol names and register order: kernel or kexec-tools. Default: the loader's own.")
     var abi: String?

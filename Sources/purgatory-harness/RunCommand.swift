@@ -37,6 +37,8 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineArguments
 
+    @OptionGroup var kernelGeneration: KernelArguments
+
     @Option(name: .customLong("set"), help: "Write VALUE into the purgatory's global NAME (its own size), e.g. console_serial=1.")
     var assignments: [SymbolAssignment] = []
 
@@ -59,7 +61,16 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Size of the synthesized initrd segment (0: none).")
     var initrdSize = Quantity(argument: "8K")!
 
-    @Flag(help: "Flip one byte of a segment after the digest is taken; the expected verdict becomes rejected-digest.")
+    @Option(help: ArgumentHelp("Add an IMA measurement list segment of this size (CONFIG_IMA_KEXEC), segment 0 as ima_add_kexec_buffer adds it.", valueName: "size"))
+    var imaSegment: Quantity?
+
+    @Flag(help: "IMA rewrites its segment between load and kexec -e (9f0ec4b16f2b): it verifies only where the kernel leaves that segment out of the digest (6.16, 6.12.94).")
+    var imaRewrite = false
+
+    @Flag(help: "Load a crash (kdump) image: an elfcorehdr segment first, \"elfcorehdr=0x…K\" on the command line.")
+    var crash = false
+
+    @Flag(help: "Flip one byte of a hashed segment after the digest is taken; the expected verdict becomes rejected-digest.")
     var tamper = false
 
     @Option(help: "Instruction budget. Default: 1,000,000 + 256 per hashed byte.")
@@ -87,10 +98,21 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--kernel-size must be 1 byte to 2 GiB and --initrd-size at most 2 GiB")
         }
         try TraceFile.validate(limit: traceLimit)
+        if imaRewrite && imaSegment == nil { throw ValidationError("--ima-rewrite needs --ima-segment SIZE") }
+        if let size = imaSegment?.value, size == 0 || size > 256 << 20 { throw ValidationError("--ima-segment must be 1 byte to 256M") }
     }
 
     func run() throws {
-        let file = try Inputs.purgatory(file)
+        try kernelGeneration.listIfAsked()
+        var bzImages: [(path: String, image: BzImage)] = []
+        let file: ELFFile
+        if let path = self.file {
+            let extracted = try Inputs.extracted(path)
+            file = extracted.file
+            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
+        } else {
+            file = try Inputs.purgatory(nil)
+        }
         var scenario = Scenario(file: file, seed: seed?.value ?? UInt64.random(in: 0 ... UInt64.max))
         scenario.loadAddress = loadAddress?.value
         scenario.addressRange = minAddress.value ..< maxAddress.value
@@ -106,6 +128,9 @@ struct RunCommand: ParsableCommand {
         scenario.segments.kernelSize = Int(kernelSize.value)
         scenario.segments.initrdSize = Int(initrdSize.value)
         scenario.segments.kernelMemsz = kernelMemsz.map { Int($0.value) }
+        scenario.segments.imaSize = imaSegment.map { Int($0.value) }
+        scenario.segments.crash = crash
+        scenario.imaRewrite = imaRewrite
         if let kernel {
             let bytes = try Inputs.read(kernel, what: "kernel segment")
             if BzImage.looksLike(bytes) {
@@ -116,12 +141,14 @@ struct RunCommand: ParsableCommand {
                     throw InputError(named.description)
                 }
                 scenario.segments.kernelName = kernel
+                if let image = scenario.segments.bzImage { bzImages.append((kernel, image)) }
             } else {
                 scenario.segments.kernel = bytes
             }
         }
         if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
 
+        kernelGeneration.apply(to: &scenario, bzImages: bzImages)
         let traceFile = try trace.map { try TraceFile(path: $0) }
         scenario.recordBlocks = traceFile == nil ? 0 : traceLimit
 

@@ -53,7 +53,7 @@ import Testing
         #expect(report.loadsCleanly.first?.low == 0x3000)
         #expect(!report.lints.contains { $0.kind != "sections" })
         #expect(report.abiSymbols.allSatisfy { $0.present })
-        #expect(report.entries.map(\.rule) == ["symbol", "e_entry"])
+        #expect(report.entries.map(\.rule) == ["symbol", "e_entry", "e_entry-unguarded"])
         #expect(Set(report.entries.map(\.address)).count == 1)
     }
 
@@ -79,6 +79,6 @@ import Testing
         let report = try Self.inspect(LoaderTests.twoTextSections())
         #expect(report.lints.contains { $0.kind == "abi" && $0.message.contains("purgatory_sha_regions") })
         #expect(report.lints.contains { $0.kind == "sections" && $0.message.contains(".text, .ltext") })
-        #expect(report.entries.first { $0.rule == "e_entry" }?.address != report.entries.first { $0.rule == "symbol" }?.address)
+        #expect(report.entries.first { $0.rule == "e_entry-unguarded" }?.address != report.entries.first { $0.rule == "e_entry" }?.address)
     }
 }

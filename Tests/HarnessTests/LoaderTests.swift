@@ -198,14 +198,38 @@ import Testing
         #expect(loaded.diagnostics.contains { $0.kind == .kernelWarning && $0.message.contains(".text and .ltext") })
     }
 
-    @Test func symbolRulePicksPurgatoryStart() throws {
+    /// 480e1d5c64bb walks the sections in index order and the first hit wins: .text contains
+    /// e_entry before .ltext, which holds purgatory_start, is reached. No WARN.
+    @Test func symbolRuleTakesTheFirstSectionInIndexOrder() throws {
         let loaded = try Self.loader(Self.twoTextSections(), rule: .symbol).load(at: Self.load)
-        #expect(loaded.entry == Self.load + 0x20 + 4)  // .ltext+4
-        #expect(loaded.entrySource == "purgatory_start in .ltext")
+        #expect(loaded.entry == Self.load + 4)  // .text+4
+        #expect(loaded.entrySource == "e_entry 0x4 in .text")
         #expect(!loaded.diagnostics.contains { $0.kind == .kernelWarning })
     }
 
-    @Test func referencePurgatoryEntryIsPurgatoryStartUnderBothRules() throws {
+    /// purgatory_start in the first section wins over e_entry, which points elsewhere.
+    @Test func symbolRulePicksPurgatoryStartWhenItsSectionComesFirst() throws {
+        var b = Self.twoTextSections()
+        b.entry = 0x10
+        b.symbols = []
+        b.symbol("purgatory_start", type: 2, section: 1, value: 8)
+        let loaded = try Self.loader(b, rule: .symbol).load(at: Self.load)
+        #expect(loaded.entry == Self.load + 8)
+        #expect(loaded.entrySource == "purgatory_start in .text")
+        let old = try Self.loader(b, rule: .eEntry).load(at: Self.load)
+        #expect(old.entry == Self.load + 0x10)
+    }
+
+    /// Before 8652d44f466a each executable section containing e_entry rebases it again:
+    /// .text gives load + 4, .ltext adds load + 0x20 on top.
+    @Test func unguardedRuleRebasesInEverySection() throws {
+        let loaded = try Self.loader(Self.twoTextSections(), rule: .unguarded).load(at: Self.load)
+        #expect(loaded.entry == 2 * Self.load + 0x24)
+        #expect(loaded.entrySource == "e_entry 0x4 rebased in each of .text and .ltext")
+        #expect(!loaded.diagnostics.contains { $0.kind == .kernelWarning })
+    }
+
+    @Test func referencePurgatoryEntryIsPurgatoryStartUnderEveryRule() throws {
         let file = try Fixtures.reference()
         let address: UInt64 = 0x7_4321_0000
         for rule in EntryRule.allCases {

@@ -59,7 +59,7 @@ import Testing
     @Test func ltextTripsTheWarnUnderTheEEntryRuleAndStillRuns() throws {
         let old = try Self.run("ltext", rule: .eEntry)
         #expect(old.verdict == .verified)
-        #expect(old.diagnostics.contains { $0.hasPrefix("kernel-warning: WARN_ON") && $0.contains(".text and .ltext") })
+        #expect(old.diagnostics.contains { $0.hasPrefix("kernel-warning: WARNING") && $0.contains("WARN_ON") && $0.contains(".text and .ltext") })
         let new = try Self.run("ltext", rule: .symbol)
         #expect(new.entrySource == "purgatory_start in .text")
         #expect(!new.diagnostics.contains { $0.hasPrefix("kernel-warning") })
