@@ -44,6 +44,7 @@ public struct Scenario: Sendable {
     static let kernelEntryOffset: UInt64 = 0x200
 
     public func run() throws(HarnessError) -> RunReport {
+        let unicorn = UnicornInfo.current  // before the clock: the first call runs the store fix's check
         var lap = Stopwatch()
         let names = effectiveABI.registerOrder
         guard names.count == Register.allCases.count, Set(names) == Set(Register.allCases.map(\.description)) else {
@@ -58,6 +59,7 @@ public struct Scenario: Sendable {
             kernelLog: [], seed: seed, loader: self.loader.rawValue, entryRule: loader.entryRule.rawValue, loadAddress: address,
             purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: 0, entrySource: "", segments: [],
             instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [])
+        report.unicorn = unicorn
 
         // Load as kexec_load_purgatory does; a refusal is the verdict.
         var purgatory: LoadedPurgatory
