@@ -30,7 +30,7 @@ public enum StoreFix {
         public var libraryHasSymbols: Bool
         /// dlsym(RTLD_DEFAULT) resolves both names to this process's definitions.
         public var resolvesHere: Bool
-        /// Calls of the interposed page_collection_lock during the probe's one guest store.
+        /// Calls of the interposed page_collection_lock during the probe (a guest run with one store).
         public var probeCalls: UInt64
         /// Why the status is not-interposed or not-applicable; nil when interposed.
         public var problem: String?
@@ -123,7 +123,9 @@ public enum StoreFix {
     }
 
     /// One guest store, `mov byte [0x1800], 0x5a` (rip-relative), in the kexec entry state;
-    /// returns the calls of our page_collection_lock it made on this thread.
+    /// returns the calls of our page_collection_lock the run made on this thread: one for the
+    /// store, and more for the page walk's accessed-bit writes and Unicorn's own bookkeeping
+    /// (3 in all with Debian's 2.0.1), so at least 1 when the interposition works.
     private static func probe() -> Result<UInt64, MachineError> {
         let code: [UInt8] = [0xc6, 0x05, 0xf9, 0x07, 0x00, 0x00, 0x5a]  // at 0x1000; next rip 0x1007
         do throws(MachineError) {

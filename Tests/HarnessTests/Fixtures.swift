@@ -30,14 +30,19 @@ enum Fixtures {
         var stdout: String { String(decoding: bytes, as: UTF8.self) }
     }
 
-    /// Runs the tool with `arguments`; returns its exit status and output.
-    static func harness(_ arguments: [String]) throws -> Output { try launch(executable, arguments) }
+    /// Runs the tool with `arguments` (and `environment` added to this process's); returns its exit status and output.
+    static func harness(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+        try launch(executable, arguments, environment: environment)
+    }
 
     /// Runs a program to completion, collecting both streams.
-    static func launch(_ program: URL, _ arguments: [String]) throws -> Output {
+    static func launch(_ program: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = program
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
