@@ -83,6 +83,10 @@ public enum StoreFix {
         /// Forwarded to libunicorn's own (fix off).
         public var forwarded: UInt64
         public var total: UInt64 { skipped + forwarded }
+        public init(skipped: UInt64, forwarded: UInt64) {
+            self.skipped = skipped
+            self.forwarded = forwarded
+        }
     }
 
     /// Engines run on the thread that calls `run`, so this counts that thread's guest stores

@@ -38,7 +38,7 @@ import Testing
     /// store fix's own status.
     static func withoutTimings(_ report: RunReport) throws -> String {
         var report = report
-        report.timings = .init()
+        (report.timings.load, report.timings.setup, report.timings.emulation, report.timings.teardown) = (0, 0, 0, 0)
         report.megabytesPerSecond = nil
         report.unicorn = nil
         let encoder = JSONEncoder()
@@ -171,7 +171,6 @@ import Testing
         #expect(verified >= 2 * manifest.variants.count)
         var crossChecked = Scenario(file: try Fixtures.reference(), seed: 0x5f2)
         crossChecked.counting = .crossCheck
-        crossChecked.segments.kernelSize = 256 << 10
         let report = try Self.expectIdentical(crossChecked, "reference, cross-checked")
         #expect(report.verdict == .verified && report.crossCheckInstructions == report.instructions)
     }
