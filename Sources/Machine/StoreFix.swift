@@ -128,8 +128,8 @@ public enum StoreFix {
 
     /// One guest store, `mov byte [0x1800], 0x5a` (rip-relative), in the kexec entry state;
     /// returns the calls of our page_collection_lock the run made on this thread: one for the
-    /// store, and more for the page walk's accessed-bit writes and Unicorn's own bookkeeping
-    /// (3 in all with Debian's 2.0.1), so at least 1 when the interposition works.
+    /// store and others for Unicorn's own writes during the run (3 in all with Debian's 2.0.1),
+    /// so at least 1 when the interposition works.
     private static func probe() -> Result<UInt64, MachineError> {
         let code: [UInt8] = [0xc6, 0x05, 0xf9, 0x07, 0x00, 0x00, 0x5a]  // at 0x1000; next rip 0x1007
         do throws(MachineError) {
