@@ -23,7 +23,10 @@ let package = Package(
         .target(name: "ELF"),
         .target(name: "Containers", dependencies: ["ELF", "CCompression"]),
         .target(name: "Loader", dependencies: ["ELF"]),
-        .target(name: "Machine", dependencies: ["CUnicorn"]),
+        // Unicorn 2.1's page_collection_lock/unlock for Debian's 2.0.1, interposed from the
+        // executable (Sources/CUnicornStoreFix/store_fix.c explains; Machine/StoreFix.swift checks).
+        .target(name: "CUnicornStoreFix"),
+        .target(name: "Machine", dependencies: ["CUnicorn", "CUnicornStoreFix"]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
         .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run", "Inspect"]),

@@ -13,6 +13,14 @@ import Glibc
 /// some instructions it gets wrong are executed by the machine itself (`GuardedInstruction`).
 /// No Unicorn type appears in this API.
 public final class LongModeMachine {
+    /// The Unicorn library this process runs with, from `uc_version`: "2.0.1" (Debian 12's
+    /// 2.0.1.post1 reports 2.0.1); a release candidate gets "-rcN".
+    public static let unicornVersion: String = {
+        let packed = uc_version(nil, nil)
+        let (major, minor, patch, extra) = (packed >> 24, packed >> 16 & 0xff, packed >> 8 & 0xff, packed & 0xff)
+        return "\(major).\(minor).\(patch)" + (extra == 255 ? "" : "-rc\(extra)")
+    }()
+
     public struct Region: Equatable, Sendable {
         public var name: String
         public var start: UInt64

@@ -1,3 +1,5 @@
+import Machine
+
 /// What happened to the purgatory.
 public enum Verdict: String, Codable, CaseIterable, Sendable {
     /// Reached the next kernel's entry with exactly the registers the kernel set in entry64_regs.
@@ -120,6 +122,8 @@ public struct RunReport: Codable, Sendable {
     public var accounting: Accounting?
     /// The executed blocks in order, when `Scenario.recordBlocks` asked for them (not in JSON).
     public var trace: BlockTrace?
+    /// The emulator this run used: Unicorn's version and the store fix's status.
+    public var unicorn: UnicornInfo?
 
     public var isExpected: Bool { verdict == expected }
 
@@ -131,8 +135,26 @@ public struct RunReport: Codable, Sendable {
         case blocksExecuted = "blocks_executed", bootParams = "boot_params"
         case instructionsPerByte = "instructions_per_byte"
         case megabytesPerSecond = "megabytes_per_second"
-        case accounting, machine
+        case accounting, machine, unicorn
         case entryState = "entry_state", kernelProfile = "kernel_profile", imaRewrite = "ima_rewrite"
+    }
+}
+
+/// `"unicorn": {"version": "2.0.1", "store_fix": "on"}` in `run --json` (see `StoreFix`).
+public struct UnicornInfo: Codable, Sendable, Equatable {
+    public var version: String
+    public var storeFix: StoreFix.Status
+
+    public init(version: String, storeFix: StoreFix.Status) {
+        self.version = version
+        self.storeFix = storeFix
+    }
+
+    /// This process's library and the store fix as it is now (its one-time check runs on first use).
+    public static var current: UnicornInfo { UnicornInfo(version: LongModeMachine.unicornVersion, storeFix: StoreFix.status) }
+
+    enum CodingKeys: String, CodingKey {
+        case version, storeFix = "store_fix"
     }
 }
 

@@ -61,6 +61,7 @@ public struct Scenario: Sendable {
     static let kernelEntryOffset: UInt64 = 0x200
 
     public func run() throws(HarnessError) -> RunReport {
+        let unicorn = UnicornInfo.current  // before the clock: the first call runs the store fix's check
         var lap = Stopwatch()
         try checkInputs()
         let loader = AnyLoader(file: file, kind: self.loader, entryRule: entryRule ?? kernel.entryRule)
@@ -72,6 +73,7 @@ public struct Scenario: Sendable {
             purgatorySize: layout.segmentSize, bufAlign: layout.bufAlign, entry: nil, entrySource: "", segments: [],
             instructions: 0, budget: 0, bytesHashed: 0, diagnostics: [])
         report.kernelProfile = .init(name: kernel.name, version: kernel.version.description, source: kernelSource)
+        report.unicorn = unicorn
 
         var purgatory: LoadedPurgatory
         switch try loadPurgatory(loader, at: address) {

@@ -49,6 +49,7 @@ enum HumanReport {
             if let mbps = r.megabytesPerSecond { time += String(format: " (%.1f MB/s hashed)", mbps) }
             row("time", time)
         }
+        if let u = r.unicorn { row("unicorn", "\(u.version), store fix \(u.storeFix.rawValue)") }
         return lines.joined(separator: "\n")
     }
 

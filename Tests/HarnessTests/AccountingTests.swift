@@ -83,9 +83,9 @@ import Testing
         switch c {
         case .verified: s = try Self.scenario(3); expected = .verified
         case .tampered: s = try Self.scenario(3); s.tamper = true; expected = .rejectedDigest
-        case .exception: s = try Self.scenario(3, try Self.patched([0x90, 0x90, 0x0f, 0x0b])); expected = .fault
+        case .exception: s = try Self.scenario(3, try Self.patched([0x90, 0x90, 0x0f, 0x0b])); expected = .kexecException
         // xor eax, eax; mov rax, [rax]: faults in the middle of its block, which is trimmed.
-        case .unmapped: s = try Self.scenario(3, try Self.patched([0x31, 0xc0, 0x48, 0x8b, 0x00])); expected = .fault
+        case .unmapped: s = try Self.scenario(3, try Self.patched([0x31, 0xc0, 0x48, 0x8b, 0x00])); expected = .kexecException
         case .timeout: s = try Self.scenario(3); s.budget = 123_457; expected = .timeout
         case .badHandoff:
             var bytes = Fixtures.referenceBytes
@@ -94,7 +94,7 @@ import Testing
             bytes[index + 3] = 0x38
             s = try Self.scenario(3, bytes); expected = .badHandoff
         // mov eax, 0x12345678; jmp rax: a fetch outside everything.
-        case .wildJump: s = try Self.scenario(3, try Self.patched([0xb8, 0x78, 0x56, 0x34, 0x12, 0xff, 0xe0])); expected = .fault
+        case .wildJump: s = try Self.scenario(3, try Self.patched([0xb8, 0x78, 0x56, 0x34, 0x12, 0xff, 0xe0])); expected = .kexecException
         }
         for counting in [LongModeMachine.Counting.exact, .crossCheck] {
             s.counting = counting

@@ -1,5 +1,6 @@
 import ELF
 import Foundation
+import Run
 
 /// Paths and objects the tests share: real purgatories built from Purgatories/.
 enum Fixtures {
@@ -10,6 +11,9 @@ enum Fixtures {
     static let referenceBytes: [UInt8] = [UInt8](FileManager.default.contents(atPath: referencePath) ?? Data())
 
     static func reference() throws -> ELFFile { try ELFFile(bytes: referenceBytes, name: "purgatory.ro") }
+
+    /// The last generation whose exceptions triple-fault (no IDT at entry): a fault is `fault`.
+    static let tripleFaultKernel = KernelProfile(name: "linux-6.13", version: KernelVersion(6, 13))
 
     /// The built command-line tool, next to the test bundle.
     static var executable: URL {
@@ -30,14 +34,19 @@ enum Fixtures {
         var stdout: String { String(decoding: bytes, as: UTF8.self) }
     }
 
-    /// Runs the tool with `arguments`; returns its exit status and output.
-    static func harness(_ arguments: [String]) throws -> Output { try launch(executable, arguments) }
+    /// Runs the tool with `arguments` (and `environment` added to this process's); returns its exit status and output.
+    static func harness(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+        try launch(executable, arguments, environment: environment)
+    }
 
     /// Runs a program to completion, collecting both streams.
-    static func launch(_ program: URL, _ arguments: [String]) throws -> Output {
+    static func launch(_ program: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = program
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

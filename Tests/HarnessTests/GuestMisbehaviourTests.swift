@@ -16,6 +16,7 @@ import Testing
 
     static func run(_ code: [UInt8], seed: UInt64 = 6, at address: UInt64? = nil) throws -> RunReport {
         var s = Scenario(file: try ELFFile(bytes: try Self.patched(code), name: "guest.ro"), seed: seed)
+        s.kernel = Fixtures.tripleFaultKernel
         s.loadAddress = address
         return try s.run()
     }

@@ -7,8 +7,11 @@ import Testing
 
 /// End-to-end runs of the real reference purgatory (Purgatories/reference, built by gcc).
 @Suite struct ScenarioTests {
+    /// Loaded by the last kernel generation whose exceptions triple-fault (`fault`).
     static func scenario(_ seed: UInt64, _ bytes: [UInt8] = Fixtures.referenceBytes) throws -> Scenario {
-        Scenario(file: try ELFFile(bytes: bytes, name: "purgatory.ro"), seed: seed)
+        var s = Scenario(file: try ELFFile(bytes: bytes, name: "purgatory.ro"), seed: seed)
+        s.kernel = Fixtures.tripleFaultKernel
+        return s
     }
 
     @Test(arguments: [1, 2, 3, 0xdead_beef, UInt64.max])
@@ -165,7 +168,9 @@ import Testing
     @Test func missingABISymbolsAreLoadErrors() throws {
         var b = ELFBuilder()
         b.add(.init(name: ".text", flags: 0x6, align: 16, data: [UInt8](repeating: 0x90, count: 32)))
-        let report = try Scenario(file: try ELFFile(bytes: b.build(), name: "bare.ro"), seed: 1).run()
+        var bare = Scenario(file: try ELFFile(bytes: b.build(), name: "bare.ro"), seed: 1)
+        bare.kernel = Fixtures.tripleFaultKernel
+        let report = try bare.run()
         #expect(report.verdict == .loadError)
         #expect(report.message.contains("entry64_regs"))
     }
