@@ -16,6 +16,17 @@ public struct MatrixManifest: Codable, Sendable {
         public var flags: String
         public var relocations: [String: Int]
         public var expected: [String: Verdict]
+        /// Where a kernel profile changes a verdict: profile name → class → verdict.
+        public var byProfile: [String: [String: Verdict]]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, file, loader, compiler, flags, relocations, expected
+            case byProfile = "by_profile"
+        }
+
+        public func expected(under profile: String) -> [String: Verdict] {
+            expected.merging(byProfile?[profile] ?? [:]) { _, override in override }
+        }
     }
     public var baseline: String
     public var classes: [Probe]
@@ -25,6 +36,8 @@ public struct MatrixManifest: Codable, Sendable {
 /// One variant's row: verdict per class, its relocation profile as found, its instruction count.
 public struct MatrixRow: Codable, Sendable {
     public var name: String
+    /// The kernel profile the row was run under.
+    public var kernelProfile: String
     public var loader: String
     public var verdicts: [String: Verdict]
     public var expected: [String: Verdict]
@@ -34,6 +47,11 @@ public struct MatrixRow: Codable, Sendable {
     public var instructions: UInt64?
     public var relativeToBaseline: Double?
     public var matches: Bool { profileMatches && verdicts == expected }
+
+    enum CodingKeys: String, CodingKey {
+        case name, loader, verdicts, expected, relocations, instructions
+        case kernelProfile = "kernel_profile", profileMatches = "profile_matches", relativeToBaseline = "relative_to_baseline"
+    }
 }
 
 public enum Matrix {
@@ -41,7 +59,16 @@ public enum Matrix {
     /// A probe the harness cannot run (an address the machine cannot hold) is that class's
     /// `harness-error`, never an abort of the whole matrix.
     public static func run(_ manifest: MatrixManifest, directory: String, seed: UInt64 = 1,
-                           machine: MachineOptions = MachineOptions()) throws -> [MatrixRow] {
+                           machine: MachineOptions = MachineOptions(), kernels: [KernelProfile] = [.latest]) throws -> [MatrixRow] {
+        var rows: [MatrixRow] = []
+        for kernel in kernels {
+            rows += try run(manifest, directory: directory, seed: seed, machine: machine, kernel: kernel)
+        }
+        return rows
+    }
+
+    static func run(_ manifest: MatrixManifest, directory: String, seed: UInt64, machine: MachineOptions,
+                    kernel: KernelProfile) throws -> [MatrixRow] {
         var rows: [MatrixRow] = []
         for variant in manifest.variants {
             let path = directory + "/" + variant.file
@@ -54,7 +81,8 @@ public enum Matrix {
             }
             var found: [String: Int] = [:]
             for count in try Inspector(file: file, kind: kind).inspect().relocations { found[count.type, default: 0] += count.count }
-            var row = MatrixRow(name: variant.name, loader: variant.loader, verdicts: [:], expected: variant.expected,
+            var row = MatrixRow(name: variant.name, kernelProfile: kernel.name, loader: variant.loader, verdicts: [:],
+                                expected: variant.expected(under: kernel.name),
                                 relocations: found, profileMatches: found == variant.relocations)
             for probe in manifest.classes {
                 guard let address = UInt64(probe.address.dropFirst(2), radix: 16) else {
@@ -64,6 +92,8 @@ public enum Matrix {
                 s.loader = kind
                 s.loadAddress = address
                 s.machine = machine
+                s.kernel = kernel
+                s.kernelSource = "matrix"
                 guard let report = try? s.run() else {
                     row.verdicts[probe.name] = .harnessError
                     continue

@@ -376,6 +376,12 @@ let interruptHook: ph_intr_cb = { engine, vector, user in
     guard state.pointee.stop == .none || state.pointee.stop == .budget else { return }
     var vector = vector
     var errorCode: UInt64?
+    // Unicorn 2.0.1's page walk faults a non-canonical address with #PF; the CPU checks the form
+    // first and raises #GP(0).
+    if vector == 14, !state.pointee.isCanonical(state.pointee.read(UC_X86_REG_CR2)) {
+        vector = 13
+        errorCode = 0
+    }
     if let handlers = state.pointee.handlers {
         if vector >= handlers.vectors {
             errorCode = UInt64(vector) * 8 + 2  // beyond the IDT's limit: #GP, IDT flag set

@@ -48,12 +48,19 @@ extension Scenario {
             let what = kind == .fetch ? "jumps to \(hex(address))" : "\(kind.rawValue)s \(size) bytes at \(hex(address))"
             report.message = "\(what), outside the purgatory, every segment and the harness pages, at rip \(at(rip))"
                 + (instruction.map { ": \($0)" } ?? "")
+            // On hardware: #GP(0) for a non-canonical address (a fetch faults on the target), else a
+            // #PF, since the identity map maps nothing there.
+            let canonical = address >> 47 == 0 || address >> 47 == UInt64.max >> 47
+                || (report.machine?.identityMap == "5-level" && (address >> 56 == 0 || address >> 56 == UInt64.max >> 56))
+            let (vector, code): (UInt32, UInt64) = canonical ? (14, Self.pageFaultErrorCode(kind)) : (13, 0)
             if kernel.hasExceptionHandlers {
-                // Nothing maps it: on hardware a #PF, taken by the handler.
                 report.verdict = .kexecException
-                report.fault?.vector = 14
-                report.fault?.errorCode = Self.pageFaultErrorCode(kind)
-                report.message += "; #PF (vector 14, error code \(hex(Self.pageFaultErrorCode(kind)))); " + afterException
+                report.fault?.vector = vector
+                report.fault?.name = Self.exceptionName(vector)
+                report.fault?.errorCode = code
+                report.message += "; \(Self.exceptionName(vector)) (vector \(vector), error code \(hex(code))); " + afterException
+            } else if !canonical {
+                report.message += "; the address is not canonical: #GP, and the invalid IDT makes it a triple fault"
             }
         case .unmodelled(let rip, let reason):
             report.verdict = .harnessError

@@ -95,6 +95,8 @@ public struct RunReport: Codable, Sendable {
     public var entry: UInt64?
     public var entrySource: String
     public var segments: [SegmentInfo]
+    /// The segments the digest covers, in order (kexec_calculate_store_digests' choice).
+    public var hashedSegments: [String] = []
     public var bootParams: BootParamsInfo?
     public var instructions: UInt64
     public var crossCheckInstructions: UInt64?
@@ -137,6 +139,7 @@ public struct RunReport: Codable, Sendable {
         case megabytesPerSecond = "megabytes_per_second"
         case accounting, machine, unicorn
         case entryState = "entry_state", kernelProfile = "kernel_profile", imaRewrite = "ima_rewrite"
+        case hashedSegments = "hashed_segments"
     }
 }
 

@@ -99,6 +99,7 @@ public struct Scenario: Sendable {
         case .success(let registers): expectedRegisters = registers
         }
         let hashed = digestSegments(segments)
+        report.hashedSegments = hashed.map { segments.kexec[$0].name }
         report.bytesHashed = hashed.reduce(0) { $0 &+ segments.kexec[$1].memsz }
         let budget = self.budget ?? 1_000_000 &+ 256 &* report.bytesHashed
         report.budget = budget

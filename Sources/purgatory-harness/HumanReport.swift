@@ -8,6 +8,7 @@ enum HumanReport {
         var lines = ["purgatory-harness run \(r.file)"]
         func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 13, withPad: " ", startingAt: 0) + value) }
         row("loader", "\(r.loader), entry rule \(r.entryRule), seed \(hex(r.seed))")
+        if let k = r.kernelProfile { row("loaded by", "\(k.name) (\(k.version)), from \(k.source)") }
         row("purgatory", "\(hex(r.loadAddress)) +\(hex(r.purgatorySize)) (buf_align \(hex(r.bufAlign)))"
             + (r.entry.map { ", entry \(hex($0)) (\(r.entrySource))" } ?? ""))
         for segment in r.segments { row(segment.name, "\(hex(segment.start)) +\(hex(segment.length))") }
@@ -15,6 +16,7 @@ enum HumanReport {
             var text = "cmdline at \(hex(b.commandLineAddress)) \"\(b.commandLine)\""
             if let start = b.initrdAddress, let size = b.initrdSize { text += ", initrd \(hex(start)) +\(hex(size))" }
             text += ", \(b.e820Entries) e820 entries" + (b.protocolVersion.map { ", setup header of boot protocol \($0)" } ?? "")
+            if !b.setupData.isEmpty { text += ", setup_data " + b.setupData.joined(separator: " → ") }
             row("boot params", text)
         }
         if let m = r.machine {
@@ -24,8 +26,10 @@ enum HumanReport {
         if let e = r.entryState {
             row("entry state", "rsp \(hex(e.rsp)) ([rsp] \(hex(e.atRsp))), cr0 \(hex(e.cr0)) cr3 \(hex(e.cr3)) cr4 \(hex(e.cr4)) efer \(hex(e.efer)), gdt \(hex(e.gdt.base))/\(hex(e.gdt.limit)) idt \(hex(e.idt.base))/\(hex(e.idt.limit))")
         }
+        if r.hashedSegments != r.segments.map(\.name) { row("digest", "covers " + (r.hashedSegments.isEmpty ? "nothing" : r.hashedSegments.joined(separator: ", "))) }
+        if let rewrite = r.imaRewrite { row("ima", rewrite) }
         if let t = r.tamper { row("tamper", "flipped byte \(hex(t.offset)) of \(t.segment) (\(hex(t.address)))") }
-        for d in r.diagnostics { row("diagnostic", d) }
+        for d in r.diagnostics where !d.hasPrefix("kernel-warning: ") { row("diagnostic", d) }
         if let console = r.console {
             for line in console.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false) where !line.isEmpty {
                 row("console", line.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "\\x" + String($0.value, radix: 16) : String($0) }.joined())
@@ -33,7 +37,11 @@ enum HumanReport {
         }
         let mark = r.isExpected ? "" : "  [expected \(r.expected.rawValue)]"
         row("verdict", "\(r.verdict.rawValue)\(mark): \(r.message)")
-        for line in r.kernelLog.dropFirst() { row("", line) }
+        if r.verdict == .loadError {
+            for line in r.kernelLog where line != r.message { row("", line) }
+        } else {
+            for line in r.kernelLog { row("kernel log", line) }
+        }
         if r.verdict != .loadError {
             var count = "\(grouped(r.instructions)) exact"
             if let cross = r.crossCheckInstructions {

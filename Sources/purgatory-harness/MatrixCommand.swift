@@ -17,8 +17,21 @@ struct MatrixCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineArguments
 
+    @Option(help: ArgumentHelp("Run under this kernel profile, or `all` of `--kernel-profile list` (default: linux-latest).", valueName: "name"))
+    var kernelProfile = "linux-latest"
+
     @Flag(help: "Print the rows as JSON.")
     var json = false
+
+    func validate() throws {
+        guard kernelProfile == "all" || KernelProfile.resolve(kernelProfile) != nil else {
+            throw ValidationError("--kernel-profile \(kernelProfile): not `all`, a profile of `run --kernel-profile list` or a kernel version")
+        }
+    }
+
+    var kernels: [KernelProfile] {
+        kernelProfile == "all" ? KernelProfile.named : KernelProfile.resolve(kernelProfile).map { [$0] } ?? [.latest]
+    }
 
     func run() throws {
         let path = directory + "/manifest.json"
@@ -27,18 +40,19 @@ struct MatrixCommand: ParsableCommand {
             throw e
         } catch { throw InputError("\(path): not a purgatory manifest (\(error))") }
         let rows: [MatrixRow]
-        do { rows = try Matrix.run(manifest, directory: directory, seed: seed.value, machine: machine.options) } catch { throw InputError("\(error)") }
+        do { rows = try Matrix.run(manifest, directory: directory, seed: seed.value, machine: machine.options, kernels: kernels) } catch { throw InputError("\(error)") }
         if json {
             try printJSON(rows)
         } else {
             let classes = manifest.classes.map(\.name)
-            var lines = ["variant".padding(toLength: 27, withPad: " ", startingAt: 0) + "loader".padding(toLength: 13, withPad: " ", startingAt: 0)
-                         + classes.map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined() + "instructions   vs \(manifest.baseline)"]
+            var lines = ["variant".padding(toLength: 29, withPad: " ", startingAt: 0) + "kernel".padding(toLength: 14, withPad: " ", startingAt: 0) + "loader".padding(toLength: 13, withPad: " ", startingAt: 0)
+                         + classes.map { $0.padding(toLength: 19, withPad: " ", startingAt: 0) }.joined() + "instructions   vs \(manifest.baseline)"]
             for row in rows {
-                var line = row.name.padding(toLength: 27, withPad: " ", startingAt: 0) + row.loader.padding(toLength: 13, withPad: " ", startingAt: 0)
+                var line = row.name.padding(toLength: 29, withPad: " ", startingAt: 0) + row.kernelProfile.padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + row.loader.padding(toLength: 13, withPad: " ", startingAt: 0)
                 for c in classes {
                     let v = row.verdicts[c]?.rawValue ?? "?"
-                    line += (row.verdicts[c] == row.expected[c] ? v : "\(v)≠\(row.expected[c]?.rawValue ?? "?")").padding(toLength: 16, withPad: " ", startingAt: 0)
+                    line += (row.verdicts[c] == row.expected[c] ? v : "\(v)≠\(row.expected[c]?.rawValue ?? "?")").padding(toLength: 19, withPad: " ", startingAt: 0)
                 }
                 line += (row.instructions.map { HumanReport.grouped($0) } ?? "-").padding(toLength: 15, withPad: " ", startingAt: 0)
                 line += row.relativeToBaseline.map { String(format: "%.3f", $0) } ?? "-"
