@@ -40,6 +40,25 @@ public struct Extraction: Sendable {
 public enum PurgatoryExtractor {
     static let elfMagic: [UInt8] = [0x7f, 0x45, 0x4c, 0x46]
 
+    /// Bytes `checkHead` needs to recognise every format (a bzImage's setup header ends at 0x270).
+    public static let headSize = 0x1000
+
+    /// Whether a file starting with `head` can be one of the inputs `extract` accepts: ELF magic,
+    /// a bzImage's boot flag and "HdrS", or a compression format's magic. Lets a reader refuse a
+    /// huge file (a sparse image, /proc/self/pagemap) after its first bytes instead of its last.
+    /// `complete` says `head` is the whole file.
+    public static func checkHead(_ head: ArraySlice<UInt8>, complete: Bool) throws(ContainerError) {
+        if head.starts(with: elfMagic) || CompressionFormat.detect(head) != nil { return }
+        if head.count >= 0x270 {
+            if BzImage.looksLike(Array(head.prefix(0x270))) { return }
+        } else if !complete {
+            return  // too short to tell yet: the whole file decides
+        }
+        let found = complete ? "found \(head.count) bytes starting \(hexBytes(head.prefix(8)))" : "found a file starting \(hexBytes(head.prefix(8)))"
+        throw ContainerError(structure: "file type",
+                             reason: "expected a purgatory ELF object, a vmlinux, a bzImage (\"HdrS\" at 0x202) or a kexec-tools binary; \(found)")
+    }
+
     /// The purgatory inside `bytes` (named `name` in every message).
     public static func extract(_ bytes: [UInt8], name: String) throws(ContainerError) -> Extraction {
         do throws(ContainerError) {

@@ -25,7 +25,7 @@ public struct Instruction: Equatable, Sendable, CustomStringConvertible {
 }
 
 public final class Disassembler {
-    private var handle: csh = 0
+    var handle: csh = 0
 
     public init?() {
         guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return nil }

@@ -17,8 +17,8 @@ struct CompareCommand: ParsableCommand {
     @Argument(help: "Purgatories (objects, or vmlinux/bzImage/kexec files holding one); the first is the baseline.")
     var files: [String]
 
-    @Option(help: "Seed for the segments and, without --load-address, the load address (the same for every file).")
-    var seed = Quantity(argument: "1")!
+    @Option(parsing: .unconditional, help: "Seed for the segments and, without --load-address, the load address (the same for every file).")
+    var seed = Seed(1)
 
     @Option(help: "Load every file here (default: drawn from the seed above 4 GiB, aligned for all files).")
     var loadAddress: Quantity?
@@ -26,10 +26,10 @@ struct CompareCommand: ParsableCommand {
     @OptionGroup var loading: LoaderOptions
 
     @Option(help: "Size of the synthesized kernel segment.")
-    var kernelSize = Quantity(argument: "16K")!
+    var kernelSize = Quantity(16 << 10)
 
     @Option(help: "Size of the synthesized initrd segment (0: none).")
-    var initrdSize = Quantity(argument: "8K")!
+    var initrdSize = Quantity(8 << 10)
 
     @Flag(help: "Also count with the per-instruction hook; exit 1 unless it agrees per function.")
     var crossCheck = false

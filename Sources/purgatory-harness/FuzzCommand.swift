@@ -43,8 +43,8 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: "Runs per file.")
     var runs = 1000
 
-    @Option(help: "Campaign seed (default: a fresh one, printed).")
-    var seed: Quantity?
+    @Option(parsing: .unconditional, help: "Campaign seed: decimal, 0x hex, or negative for two's complement (default: a fresh one, printed).")
+    var seed: Seed?
 
     @Option(help: "Worker threads, one engine each (default: all cores).")
     var jobs = ProcessInfo.processInfo.activeProcessorCount

@@ -21,8 +21,8 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "Purgatory: an ELF object, or the one inside a vmlinux, bzImage or kexec-tools binary. Default: the built-in reference purgatory.")
     var file: String?
 
-    @Option(help: "Seed for every random choice (decimal or 0x hex). Default: a fresh one, printed.")
-    var seed: Quantity?
+    @Option(parsing: .unconditional, help: "Seed for every random choice (decimal, 0x hex, or negative for two's complement). Default: a fresh one, printed.")
+    var seed: Seed?
 
     @Option(help: "Place the purgatory here instead of drawing an address.")
     var loadAddress: Quantity?
