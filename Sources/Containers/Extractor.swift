@@ -60,9 +60,11 @@ public enum PurgatoryExtractor {
     }
 
     /// The purgatory inside `bytes` (named `name` in every message).
-    public static func extract(_ bytes: [UInt8], name: String) throws(ContainerError) -> Extraction {
+    /// `decompressionLimit` caps what a compressed payload may expand to (1 GiB by default).
+    public static func extract(_ bytes: [UInt8], name: String,
+                               decompressionLimit: Int = Decompression.outputLimit) throws(ContainerError) -> Extraction {
         do throws(ContainerError) {
-            return try extract(bytes, name: name, depth: 0)
+            return try extract(bytes, name: name, depth: 0, limit: decompressionLimit)
         } catch {
             var named = error
             named.file = name
@@ -70,7 +72,7 @@ public enum PurgatoryExtractor {
         }
     }
 
-    private static func extract(_ bytes: [UInt8], name: String, depth: Int) throws(ContainerError) -> Extraction {
+    private static func extract(_ bytes: [UInt8], name: String, depth: Int, limit: Int) throws(ContainerError) -> Extraction {
         if bytes.starts(with: elfMagic) {
             let elf: ELFFile
             do { elf = try ELFFile(bytes: bytes, name: name) } catch {
@@ -88,7 +90,7 @@ public enum PurgatoryExtractor {
         if BzImage.looksLike(bytes) {
             let image = try BzImage(bytes: bytes)
             let payload = try image.payload()
-            let vmlinux = try Decompression.decompress(payload)
+            let vmlinux = try Decompression.decompress(payload, limit: limit)
             guard vmlinux.sizeAgrees else {
                 throw ContainerError(structure: "\(vmlinux.format.rawValue) payload",
                                      reason: "decompressed to \(vmlinux.bytes.count) bytes, but the size appended to it says \(vmlinux.declaredSize)")
@@ -96,15 +98,15 @@ public enum PurgatoryExtractor {
             guard vmlinux.bytes.starts(with: elfMagic) else {
                 throw ContainerError(structure: "\(vmlinux.format.rawValue) payload", reason: "decompressed to \(vmlinux.bytes.count) bytes that are not an ELF file (expected vmlinux)")
             }
-            var inner = try extract(vmlinux.bytes, name: name, depth: depth + 1)
+            var inner = try extract(vmlinux.bytes, name: name, depth: depth + 1, limit: limit)
             inner.provenance.insert("bzImage, boot protocol \(image.versionString): \(vmlinux.format.rawValue) payload of \(payload.count) bytes at \(hex(payload.startIndex)) → vmlinux of \(vmlinux.bytes.count) bytes (the size appended to the payload agrees)", at: 0)
             inner.container = .bzImage
             inner.bzImage = image
             return inner
         }
         if depth == 0, let format = CompressionFormat.detect(bytes[...]) {
-            let inner = try Decompression.decompress(bytes[...])
-            var extraction = try extract(inner.bytes, name: name, depth: depth + 1)
+            let inner = try Decompression.decompress(bytes[...], limit: limit)
+            var extraction = try extract(inner.bytes, name: name, depth: depth + 1, limit: limit)
             extraction.provenance.insert("\(format.rawValue)-compressed file → \(inner.bytes.count) bytes", at: 0)
             return extraction
         }
