@@ -54,7 +54,8 @@ public enum PurgatoryExtractor {
         } else if !complete {
             return  // too short to tell yet: the whole file decides
         }
-        let found = complete ? "found \(head.count) bytes starting \(hexBytes(head.prefix(8)))" : "found a file starting \(hexBytes(head.prefix(8)))"
+        let found = head.isEmpty ? "found an empty file"
+            : complete ? "found \(head.count) bytes starting \(hexBytes(head.prefix(8)))" : "found a file starting \(hexBytes(head.prefix(8)))"
         throw ContainerError(structure: "file type",
                              reason: "expected a purgatory ELF object, a vmlinux, a bzImage (\"HdrS\" at 0x202) or a kexec-tools binary; \(found)")
     }

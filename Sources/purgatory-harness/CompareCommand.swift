@@ -69,9 +69,7 @@ struct CompareCommand: ParsableCommand {
         let comparison = Comparison(reports: reports)
         if let svg {
             let chart = SVGChart.render(comparison, labels: Self.labels(files))
-            guard FileManager.default.createFile(atPath: svg, contents: Data(chart.utf8)) else {
-                throw InputError("\(svg): cannot write the SVG chart")
-            }
+            try OutputFile.write(Array(chart.utf8), to: svg, what: "SVG chart")
         }
         if json {
             try printJSON(comparison)
@@ -114,11 +112,15 @@ struct CompareCommand: ParsableCommand {
         let nameWidth = max(24, (c.rows.map(\.name.count).max() ?? 0) + 4)
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         let widths = labels.map { max(13, $0.count + 2) }
-        func cells(_ values: [String?], _ differences: [String], _ ratios: [String]) -> String {
+        // A file the loader refused ran nothing: no count, difference or ratio, only its verdict
+        // (and the message above); against a refused baseline nothing compares either.
+        let refused = c.files.map { $0.verdict == .loadError }
+        func cells(_ values: [String?], _ differences: [String], _ ratios: [String], total: Bool = false) -> String {
             var text = ""
             for i in values.indices {
-                text += pad(values[i] ?? "-", widths[i])
-                if i > 0 { text += pad(differences[i], 11) + pad(ratios[i], 8) }
+                let none = refused[i] || (i > 0 && refused[0])
+                text += pad(refused[i] ? (total ? "load-error" : "-") : values[i] ?? "-", widths[i])
+                if i > 0 { text += pad(none ? "-" : differences[i], 11) + pad(none ? "-" : ratios[i], 8) }
             }
             return text
         }
@@ -140,7 +142,7 @@ struct CompareCommand: ParsableCommand {
             let differences = row.differences.map { $0 == 0 ? "0" : ($0 > 0 ? "+" : "-") + HumanReport.grouped($0.magnitude) }
             let ratios = row.ratios.map { $0.map { String(format: "%.3f", $0) } ?? "-" }
             lines.append(name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-                         + cells(row.counts.map { $0.map(HumanReport.grouped) }, differences, ratios))
+                         + cells(row.counts.map { $0.map(HumanReport.grouped) }, differences, ratios, total: row.kind == .total))
         }
         let perByte = c.files.map { $0.instructionsPerByte.map { String(format: "%.2f", $0) } }
         lines.append("instructions/byte".padding(toLength: nameWidth, withPad: " ", startingAt: 0)

@@ -127,8 +127,11 @@ struct RunCommand: ParsableCommand {
         if let expect { report.expected = expect }
         let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
             || report.accounting?.crossCheckAgrees == false
-        let traceSummary = try traceFile?.write(report)
+        // The verdict is reported even when the trace cannot be written: report first, then the error.
+        var traceSummary: String?, traceError: Error?
+        do { traceSummary = try traceFile?.write(report) } catch { traceError = error }
 
+        defer { fflush(nil) }
         if json {
             try printJSON(report)
             if let traceSummary, report.trace?.isComplete == false {
@@ -138,6 +141,7 @@ struct RunCommand: ParsableCommand {
             print(HumanReport.render(report))
             if let traceSummary { print("  trace        " + traceSummary) }
         }
+        if let traceError { throw traceError }
         throw ExitCode(report.isExpected && !crossCheckFailed ? ExitStatus.expected : ExitStatus.unexpected)
     }
 }
