@@ -167,7 +167,9 @@ public enum PurgatoryExtractor {
                 throw ContainerError(structure: "symbol \(symbol.name)", reason: "section index \(symbol.shndx) is not a section of the file")
             }
             let section = elf.sections[Int(symbol.shndx)]
-            guard !section.isNobits, symbol.value >= section.addr, symbol.value - section.addr <= section.size,
+            // Only sections whose file range was checked (an inactive SHT_NULL header was not).
+            guard !section.isNobits, ELFFile.fileRangeChecked(section.offset, section.size, in: elf.bytes.count) != nil,
+                  symbol.value >= section.addr, symbol.value - section.addr <= section.size,
                   length <= section.size - (symbol.value - section.addr) else {
                 throw ContainerError(structure: "symbol \(symbol.name)",
                                      reason: "\(hex(symbol.value)) +\(hex(length)) is not inside the file data of section \(section.label)")
