@@ -197,7 +197,7 @@ import Testing
     @Test func memoryStaysFlat() throws {
         func peak(_ runs: Int) throws -> Int {
             let out = try Fixtures.launch(URL(fileURLWithPath: "/bin/sh"), ["-c",
-                "'\(Fixtures.executable.path)' fuzz --runs \(runs) --seed 3 --no-shrink --range 0x100000-0x101000 >/dev/null & pid=$!; max=0; " +
+                "ASAN_OPTIONS=quarantine_size_mb=0 '\(Fixtures.executable.path)' fuzz --runs \(runs) --seed 3 --no-shrink --range 0x100000-0x101000 >/dev/null & pid=$!; max=0; " +
                 "while kill -0 $pid 2>/dev/null; do r=$(awk '/VmHWM/{print $2}' /proc/$pid/status 2>/dev/null); [ -n \"$r\" ] && [ \"$r\" -gt \"$max\" ] && max=$r; sleep 0.05; done; echo $max"])
             return Int(out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         }
