@@ -40,10 +40,32 @@ public struct Extraction: Sendable {
 public enum PurgatoryExtractor {
     static let elfMagic: [UInt8] = [0x7f, 0x45, 0x4c, 0x46]
 
+    /// Bytes `checkHead` needs to recognise every format (a bzImage's setup header ends at 0x270).
+    public static let headSize = 0x1000
+
+    /// Whether a file starting with `head` can be one of the inputs `extract` accepts: ELF magic,
+    /// a bzImage's boot flag and "HdrS", or a compression format's magic. Lets a reader refuse a
+    /// huge file (a sparse image, /proc/self/pagemap) after its first bytes instead of its last.
+    /// `complete` says `head` is the whole file.
+    public static func checkHead(_ head: ArraySlice<UInt8>, complete: Bool) throws(ContainerError) {
+        if head.starts(with: elfMagic) || CompressionFormat.detect(head) != nil { return }
+        if head.count >= 0x270 {
+            if BzImage.looksLike(Array(head.prefix(0x270))) { return }
+        } else if !complete {
+            return  // too short to tell yet: the whole file decides
+        }
+        let found = head.isEmpty ? "found an empty file"
+            : complete ? "found \(head.count) bytes starting \(hexBytes(head.prefix(8)))" : "found a file starting \(hexBytes(head.prefix(8)))"
+        throw ContainerError(structure: "file type",
+                             reason: "expected a purgatory ELF object, a vmlinux, a bzImage (\"HdrS\" at 0x202) or a kexec-tools binary; \(found)")
+    }
+
     /// The purgatory inside `bytes` (named `name` in every message).
-    public static func extract(_ bytes: [UInt8], name: String) throws(ContainerError) -> Extraction {
+    /// `decompressionLimit` caps what a compressed payload may expand to (1 GiB by default).
+    public static func extract(_ bytes: [UInt8], name: String,
+                               decompressionLimit: Int = Decompression.outputLimit) throws(ContainerError) -> Extraction {
         do throws(ContainerError) {
-            return try extract(bytes, name: name, depth: 0)
+            return try extract(bytes, name: name, depth: 0, limit: decompressionLimit)
         } catch {
             var named = error
             named.file = name
@@ -51,7 +73,7 @@ public enum PurgatoryExtractor {
         }
     }
 
-    private static func extract(_ bytes: [UInt8], name: String, depth: Int) throws(ContainerError) -> Extraction {
+    private static func extract(_ bytes: [UInt8], name: String, depth: Int, limit: Int) throws(ContainerError) -> Extraction {
         if bytes.starts(with: elfMagic) {
             let elf: ELFFile
             do { elf = try ELFFile(bytes: bytes, name: name) } catch {
@@ -69,7 +91,7 @@ public enum PurgatoryExtractor {
         if BzImage.looksLike(bytes) {
             let image = try BzImage(bytes: bytes)
             let payload = try image.payload()
-            let vmlinux = try Decompression.decompress(payload)
+            let vmlinux = try Decompression.decompress(payload, limit: limit)
             guard vmlinux.sizeAgrees else {
                 throw ContainerError(structure: "\(vmlinux.format.rawValue) payload",
                                      reason: "decompressed to \(vmlinux.bytes.count) bytes, but the size appended to it says \(vmlinux.declaredSize)")
@@ -77,15 +99,15 @@ public enum PurgatoryExtractor {
             guard vmlinux.bytes.starts(with: elfMagic) else {
                 throw ContainerError(structure: "\(vmlinux.format.rawValue) payload", reason: "decompressed to \(vmlinux.bytes.count) bytes that are not an ELF file (expected vmlinux)")
             }
-            var inner = try extract(vmlinux.bytes, name: name, depth: depth + 1)
+            var inner = try extract(vmlinux.bytes, name: name, depth: depth + 1, limit: limit)
             inner.provenance.insert("bzImage, boot protocol \(image.versionString): \(vmlinux.format.rawValue) payload of \(payload.count) bytes at \(hex(payload.startIndex)) → vmlinux of \(vmlinux.bytes.count) bytes (the size appended to the payload agrees)", at: 0)
             inner.container = .bzImage
             inner.bzImage = image
             return inner
         }
         if depth == 0, let format = CompressionFormat.detect(bytes[...]) {
-            let inner = try Decompression.decompress(bytes[...])
-            var extraction = try extract(inner.bytes, name: name, depth: depth + 1)
+            let inner = try Decompression.decompress(bytes[...], limit: limit)
+            var extraction = try extract(inner.bytes, name: name, depth: depth + 1, limit: limit)
             extraction.provenance.insert("\(format.rawValue)-compressed file → \(inner.bytes.count) bytes", at: 0)
             return extraction
         }
@@ -145,7 +167,9 @@ public enum PurgatoryExtractor {
                 throw ContainerError(structure: "symbol \(symbol.name)", reason: "section index \(symbol.shndx) is not a section of the file")
             }
             let section = elf.sections[Int(symbol.shndx)]
-            guard !section.isNobits, symbol.value >= section.addr, symbol.value - section.addr <= section.size,
+            // Only sections whose file range was checked (an inactive SHT_NULL header was not).
+            guard !section.isNobits, ELFFile.fileRangeChecked(section.offset, section.size, in: elf.bytes.count) != nil,
+                  symbol.value >= section.addr, symbol.value - section.addr <= section.size,
                   length <= section.size - (symbol.value - section.addr) else {
                 throw ContainerError(structure: "symbol \(symbol.name)",
                                      reason: "\(hex(symbol.value)) +\(hex(length)) is not inside the file data of section \(section.label)")

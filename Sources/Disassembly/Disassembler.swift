@@ -25,7 +25,7 @@ public struct Instruction: Equatable, Sendable, CustomStringConvertible {
 }
 
 public final class Disassembler {
-    private var handle: csh = 0
+    var handle: csh = 0
     /// A second handle with details on (operands, ids): slower, used only to classify.
     var detailHandle: csh = 0
     let registers: RegisterTable

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A validated, read-only view of an ELF64 little-endian x86-64 file.
 ///
 /// Everything the rest of the harness reads goes through this type, and every
@@ -8,6 +10,9 @@
 public struct ELFFile: Sendable {
     /// Name used in messages (the path the user gave).
     public let name: String
+    /// Symbol tables parsed once per file (by section index): the loader, the code map and inspect
+    /// ask for the same table many times (once per relocation section, per symbol lookup).
+    private let symbolCache = SymbolCache()
     public let bytes: [UInt8]
     public let header: ELFHeader
     /// All section headers, index 0 included (SHN_XINDEX counts resolved).
@@ -31,14 +36,42 @@ public struct ELFFile: Sendable {
 
     public func section(named name: String) -> SectionHeader? { sections.first { $0.name == name } }
 
-    /// The file bytes of a section (empty for SHT_NOBITS). Bounds were checked at parse time.
+    /// The file bytes of a section (empty for SHT_NOBITS). Bounds were checked at parse time for
+    /// every section whose bytes anyone reads; a header that was not checked (an inactive SHT_NULL
+    /// entry) gets no bytes rather than a trap.
     public func contents(of section: SectionHeader) -> ArraySlice<UInt8> {
-        guard section.type != ELFConstant.shtNobits, section.size > 0 else { return [] }
-        return bytes[Int(section.offset) ..< Int(section.offset + section.size)]
+        guard section.type != ELFConstant.shtNobits, section.size > 0,
+              let range = ELFFile.fileRange(section.offset, section.size, in: bytes.count) else { return [] }
+        return bytes[range]
+    }
+
+    /// [offset, offset + size) as Int indices when it lies inside a file of `count` bytes.
+    public static func fileRangeChecked(_ offset: UInt64, _ size: UInt64, in count: Int) -> Range<Int>? {
+        fileRange(offset, size, in: count)
+    }
+
+    static func fileRange(_ offset: UInt64, _ size: UInt64, in count: Int) -> Range<Int>? {
+        let end = offset.addingReportingOverflow(size)
+        guard !end.overflow, end.partialValue <= UInt64(count),
+              let low = Int(exactly: offset), let high = Int(exactly: end.partialValue) else { return nil }
+        return low ..< high
     }
 
     /// The symbols of a SHT_SYMTAB or SHT_DYNSYM section, names resolved through its sh_link.
+    /// Parsed once per table and file; later calls return the same array (or the same error).
     public func symbols(in table: SectionHeader) throws(ELFError) -> [Symbol] {
+        // The cache is keyed by index: only a header of this file, unmodified, may use it.
+        guard table.index >= 0, table.index < sections.count, sections[table.index] == table else {
+            return try parseSymbols(in: table)
+        }
+        return try symbolCache.value(for: table.index) { () throws(ELFError) in try parseSymbols(in: table) }
+    }
+
+    /// Longest symbol or section name the harness reads (a longer one is refused as malformed):
+    /// it bounds the scan for the NUL and the memory a hostile string table can make us allocate.
+    public static let maximumNameLength = 4096
+
+    private func parseSymbols(in table: SectionHeader) throws(ELFError) -> [Symbol] {
         let what = "symbol table \(table.label)"
         guard table.type == ELFConstant.shtSymtab || table.type == ELFConstant.shtDynsym else {
             throw ELFError(file: name, structure: what, reason: "sh_type \(table.type) is not SHT_SYMTAB")
@@ -49,6 +82,9 @@ public struct ELFFile: Sendable {
         guard table.size % Symbol.entrySize == 0 else {
             throw ELFError(file: name, structure: what, reason: "sh_size \(hex(table.size)) is not a multiple of 24")
         }
+        guard table.type != ELFConstant.shtNobits, ELFFile.fileRange(table.offset, table.size, in: bytes.count) != nil else {
+            throw ELFError(file: name, structure: what, reason: "data [\(hex(table.offset)), +\(hex(table.size))) is not inside the file")
+        }
         guard Int(table.link) < sections.count, sections[Int(table.link)].type == ELFConstant.shtStrtab else {
             throw ELFError(file: name, structure: what,
                            reason: "sh_link \(table.link) is not a string table section")
@@ -58,11 +94,18 @@ public struct ELFFile: Sendable {
         let count = Int(table.size / Symbol.entrySize)
         var result: [Symbol] = []
         result.reserveCapacity(count)
+        // Many symbols share a name offset (section symbols all use 0): decode each name once.
+        var names: [UInt32: String] = [:]
         for index in 0 ..< count {
             let at = Int(table.offset) + index * Int(Symbol.entrySize)
             let nameOffset = reader.u32(at)
-            let symbolName = try string(in: strings, at: nameOffset,
-                                        structure: "\(what) entry \(index)")
+            let symbolName: String
+            if let known = names[nameOffset] {
+                symbolName = known
+            } else {
+                symbolName = try string(in: strings, at: nameOffset, structure: "\(what) entry \(index)")
+                names[nameOffset] = symbolName
+            }
             result.append(Symbol(index: index, nameOffset: nameOffset, name: symbolName,
                                  info: reader.u8(at + 4), other: reader.u8(at + 5),
                                  shndx: reader.u16(at + 6), value: reader.u64(at + 8),
@@ -86,6 +129,9 @@ public struct ELFFile: Sendable {
             throw ELFError(file: name, structure: what,
                            reason: "sh_size \(hex(section.size)) is not a multiple of \(entrySize)")
         }
+        guard ELFFile.fileRange(section.offset, section.size, in: bytes.count) != nil else {
+            throw ELFError(file: name, structure: what, reason: "data [\(hex(section.offset)), +\(hex(section.size))) is not inside the file")
+        }
         let reader = ByteReader(bytes: bytes, file: name)
         return (0 ..< Int(section.size / entrySize)).map { index in
             let at = Int(section.offset) + index * Int(entrySize)
@@ -103,9 +149,12 @@ public struct ELFFile: Sendable {
                            reason: "name offset \(hex(offset)) is outside string table \(table.label) (\(hex(data.count)) bytes)")
         }
         let start = data.startIndex + Int(offset)
-        guard let end = data[start...].firstIndex(of: 0) else {
+        let window = data[start ..< min(data.endIndex, start + ELFFile.maximumNameLength + 1)]
+        guard let end = window.firstIndex(of: 0) else {
             throw ELFError(file: name, structure: structure,
-                           reason: "name at \(hex(offset)) in \(table.label) is not NUL-terminated")
+                           reason: window.count > ELFFile.maximumNameLength
+                               ? "name at \(hex(offset)) in \(table.label) is longer than \(ELFFile.maximumNameLength) bytes"
+                               : "name at \(hex(offset)) in \(table.label) is not NUL-terminated")
         }
         return String(decoding: data[start ..< end], as: UTF8.self)
     }
@@ -131,7 +180,8 @@ public struct ELFFile: Sendable {
         var sections = (0 ..< Int(count)).map {
             SectionHeader.read(reader, at: Int(header.shoff) + $0 * Int(SectionHeader.entrySize), index: $0)
         }
-        for section in sections where section.type != ELFConstant.shtNobits && section.type != ELFConstant.shtNull {
+        // SHT_NULL entries are inactive, except that a loader copies an SHF_ALLOC one like any other.
+        for section in sections where section.type != ELFConstant.shtNobits && (section.type != ELFConstant.shtNull || section.isAlloc) {
             let end = section.offset.addingReportingOverflow(section.size)
             guard !end.overflow, end.partialValue <= UInt64(reader.count) else {
                 throw ELFError(file: file, structure: "section header \(section.index)",
@@ -183,6 +233,11 @@ public struct ELFFile: Sendable {
             }
         }
         return headers
+    }
+
+    /// Whether two values describe the same file (the symbol cache is not compared).
+    public func sameFile(as other: ELFFile) -> Bool {
+        name == other.name && header == other.header && sections == other.sections && bytes == other.bytes
     }
 
     private init(unchecked bytes: [UInt8], name: String, header: ELFHeader, sections: [SectionHeader]) {
@@ -316,6 +371,25 @@ public struct Relocation: Sendable, Equatable {
     public var addend: Int64
     public var symbolIndex: Int { Int(info >> 32) }
     public var type: UInt32 { UInt32(truncatingIfNeeded: info) }
+}
+
+/// Parsed symbol tables by section index, shared by copies of one ELFFile and filled on first use.
+final class SymbolCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var tables: [Int: Result<[Symbol], ELFError>] = [:]
+
+    func value(for index: Int, _ parse: () throws(ELFError) -> [Symbol]) throws(ELFError) -> [Symbol] {
+        lock.lock()
+        if let known = tables[index] { lock.unlock(); return try known.get() }
+        lock.unlock()
+        // Parsed outside the lock: two threads may both parse one table; both get equal answers.
+        let result: Result<[Symbol], ELFError>
+        do throws(ELFError) { result = .success(try parse()) } catch { result = .failure(error) }
+        lock.lock()
+        tables[index] = result
+        lock.unlock()
+        return try result.get()
+    }
 }
 
 /// Little-endian loads at offsets the caller has already bounds-checked.

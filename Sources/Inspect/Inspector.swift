@@ -27,13 +27,29 @@ public struct Inspector: Sendable {
         let loader = AnyLoader(file: file, kind: kind, entryRule: entryRule)
         let layout = loader.setupBuffer()
         let align = max(layout.bufAlign, 1)
-        let lowest = (PurgatoryLoader.minimumAddress + align - 1) / align * align
+        // The lowest aligned address ≥ 0x3000 (none when the alignment pushes it past 2^64).
+        let rounded = PurgatoryLoader.minimumAddress.addingReportingOverflow(align - 1)
+        let lowestAligned: UInt64? = rounded.overflow ? nil : rounded.partialValue / align * align
+        let lowest = lowestAligned ?? PurgatoryLoader.minimumAddress
         let address = requested ?? lowest
         var report = Inspection(
             file: file.name, loader: kind.rawValue, abi: abi.name, fileType: Self.typeName(file.header.type),
             loadAddress: address, bufAlign: layout.bufAlign, bufsz: layout.bufsz, bssSize: layout.bssSize,
             memsz: layout.memsz, segmentSize: layout.segmentSize, sections: [], relocations: [], abiSymbols: [],
             entries: [], loadsCleanly: [], kernelLog: [], diagnostics: [], lints: [])
+
+        // Phase 1 first: without a buffer nothing else of the loader runs, at any address.
+        var bufferRefusal: LoadError?
+        do throws(LoadFailure) { _ = try loader.prepareBuffer() } catch {
+            switch error {
+            case .malformed(let e): throw e
+            case .refused(let e): bufferRefusal = e
+            }
+        }
+        // Where the whole segment fits below the physical limit (nil: nowhere).
+        let domainTop: UInt64? = layout.segmentSize <= Self.physicalLimit && layout.segmentSize > 0
+            ? Self.physicalLimit - layout.segmentSize : nil
+        let placeable = lowestAligned.flatMap { low in domainTop.map { low <= $0 } } ?? false
 
         // The real load at the requested address: exactly what `run` would see.
         var placed: LoadedPurgatory?
@@ -64,11 +80,19 @@ public struct Inspector: Sendable {
             report.entries = try entries(address)
         }
 
-        switch loader {
-        case .relocatable(let l):
-            try predictRange(l, layout: layout, lowest: lowest, into: &report)
-        case .image:
-            report.loadsCleanly = report.loadError == nil ? [.init(low: lowest, high: Self.physicalLimit - layout.segmentSize)] : []
+        if let bufferRefusal {
+            report.neverLoads = bufferRefusal.message
+            report.lowestFailingAddress = lowest
+        } else if !placeable {
+            report.neverLoads = "the \(hex(layout.segmentSize))-byte segment aligned to \(hex(layout.bufAlign)) has no place between 0x3000 and 2^52 (the physical address limit)"
+            report.lowestFailingAddress = lowestAligned
+        } else if let top = domainTop {
+            switch loader {
+            case .relocatable(let l):
+                try predictRange(l, layout: layout, lowest: lowest, top: top, into: &report)
+            case .image:
+                report.loadsCleanly = report.loadError == nil ? [.init(low: lowest, high: top)] : []
+            }
         }
         try lint(&report, placed: placed)
         return report
@@ -117,10 +141,10 @@ public struct Inspector: Sendable {
 
     /// Where every relocation fits: the intersection, over R_X86_64_32/32S, of the load
     /// addresses that keep each value in range; address-independent refusals end it early.
-    private func predictRange(_ loader: PurgatoryLoader, layout: BufferLayout, lowest: UInt64,
+    private func predictRange(_ loader: PurgatoryLoader, layout: BufferLayout, lowest: UInt64, top: UInt64,
                               into report: inout Inspection) throws(ELFError) {
         let align = layout.bufAlign
-        let domain = AddressSet(ranges: [lowest ... (Self.physicalLimit - layout.segmentSize)])
+        let domain = AddressSet(ranges: [lowest ... top])
         var valid = domain
         let probe: LoadedPurgatory
         do throws(LoadFailure) { probe = try loader.placeSections(at: lowest) } catch {
@@ -128,6 +152,7 @@ public struct Inspector: Sendable {
             return
         }
         var overflowLints: [Inspection.Lint] = []
+        let symbolizer = self.symbolizer
         for (relocations, target) in loader.appliedRelocationSections() {
             let symtab = file.sections[Int(relocations.link)]
             let symbols = try file.symbols(in: symtab)
@@ -159,7 +184,7 @@ public struct Inspector: Sendable {
                 valid = valid.intersection(fits)
                 if mine != domain {
                     let failsFrom = mine.firstExcluded(from: lowest, alignment: align)
-                    let place = "\(target.name)+\(hex(r.offset))" + (symbolize(target, r.offset).map { " (\($0))" } ?? "")
+                    let place = "\(target.name)+\(hex(r.offset))" + (symbolizer.name(target, r.offset).map { " (\($0))" } ?? "")
                     let range = failsFrom.map { "load addresses ≥ \(hex($0))" } ?? "some load addresses"
                     overflowLints.append(.init(kind: "overflow", message: "\(X86_64Relocation.name(r.type)) at \(place) overflows for \(range)", failsFrom: failsFrom))
                 }
@@ -175,6 +200,7 @@ public struct Inspector: Sendable {
     }
 
     private func lint(_ report: inout Inspection, placed: LoadedPurgatory?) throws(ELFError) {
+        let symbolize = symbolizer.name
         // GOT/PLT-relative relocations.
         for section in file.sections where section.type == ELFConstant.shtRela {
             let relocations = try file.relocations(in: section)
@@ -208,33 +234,50 @@ public struct Inspector: Sendable {
         }
     }
 
-    /// Linear sweep that skips one byte past anything Capstone cannot decode.
+    /// Linear sweep that skips one byte past anything Capstone cannot decode: linear time,
+    /// since each decode starts where the last stopped and never copies the rest of the code.
     private func decodeAll(_ decoder: Disassembler, _ code: [UInt8]) -> [Instruction] {
         var result: [Instruction] = []
-        var offset = 0
-        while offset < code.count {
-            let chunk = decoder.decode(Array(code[offset...]), at: UInt64(offset))
-            result += chunk
-            // Capstone stops at the first byte it cannot decode: step over that byte.
-            offset = (chunk.last.map { Int($0.address) + $0.bytes.count } ?? offset) + 1
-        }
+        decoder.sweep(code) { result.append($0) }
         return result
     }
 
-    /// `function+0x34` for an offset inside section `section`, from the file's symbols.
-    private func symbolize(_ section: SectionHeader, _ offset: UInt64) -> String? {
-        var best: (value: UInt64, name: String, isFunction: Bool)?
-        for table in file.sections where table.type == ELFConstant.shtSymtab {
-            guard let symbols = try? file.symbols(in: table) else { continue }
-            for s in symbols where Int(s.shndx) == section.index && !s.name.isEmpty && s.type <= 2 {
-                let value = file.header.fileType == .relocatable ? s.value : s.value &- section.addr
-                guard value <= offset else { continue }
-                if let b = best, value < b.value || (value == b.value && (b.isFunction || s.type != 2)) { continue }
-                best = (value, s.name, s.type == 2)
+    /// `function+0x34` for offsets inside a section, from the file's symbols: built once per
+    /// inspection (sorted per section), answered by binary search.
+    private var symbolizer: Symbolizer { Symbolizer(file) }
+
+    struct Symbolizer {
+        /// Per section index: (offset in the section, name), sorted by offset, one name per offset.
+        private var bySection: [Int: [(value: UInt64, name: String)]] = [:]
+
+        init(_ file: ELFFile) {
+            var best: [Int: [UInt64: (name: String, isFunction: Bool)]] = [:]
+            for table in file.sections where table.type == ELFConstant.shtSymtab {
+                guard let symbols = try? file.symbols(in: table) else { continue }
+                for s in symbols where Int(s.shndx) < file.sections.count && !s.name.isEmpty && s.type <= 2 {
+                    let section = file.sections[Int(s.shndx)]
+                    let value = file.header.fileType == .relocatable ? s.value : s.value &- section.addr
+                    // At one offset the first function wins, else the first name.
+                    if let b = best[section.index]?[value], b.isFunction || s.type != 2 { continue }
+                    best[section.index, default: [:]][value] = (s.name, s.type == 2)
+                }
+            }
+            for (index, names) in best {
+                bySection[index] = names.map { (value: $0.key, name: $0.value.name) }.sorted { $0.value < $1.value }
             }
         }
-        guard let best else { return nil }
-        return offset == best.value ? best.name : "\(best.name)+\(hex(offset - best.value))"
+
+        func name(_ section: SectionHeader, _ offset: UInt64) -> String? {
+            guard let entries = bySection[section.index] else { return nil }
+            var low = 0, high = entries.count
+            while low < high {
+                let mid = (low + high) / 2
+                if entries[mid].value <= offset { low = mid + 1 } else { high = mid }
+            }
+            guard low > 0 else { return nil }
+            let best = entries[low - 1]
+            return offset == best.value ? best.name : "\(best.name)+\(hex(offset - best.value))"
+        }
     }
 
     static func typeName(_ type: UInt16) -> String {

@@ -120,8 +120,9 @@ extension LoadedPurgatory {
         // Distinct names, so that counts can be matched by name across files.
         var seen: [String: Int] = [:]
         for i in functions.indices {
-            seen[functions[i].name, default: 0] += 1
-            if seen[functions[i].name]! > 1 { functions[i].name += "#\(seen[functions[i].name]!)" }
+            let count = seen[functions[i].name, default: 0] + 1
+            seen[functions[i].name] = count
+            if count > 1 { functions[i].name += "#\(count)" }
         }
         return CodeMap(functions: functions, pieces: pieces)
     }

@@ -23,6 +23,17 @@ public struct ImageLoader: Sendable {
                             bssSize: memEnd &- fileEnd, memsz: memEnd &- base)
     }
 
+    /// The buffer's checks: PT_LOAD segments that span a non-empty, bounded, unwrapped range.
+    public func allocateBuffer(_ layout: BufferLayout) throws(LoadFailure) -> BufferLayout {
+        let base = linkBase
+        let spans = loads.allSatisfy { !$0.vaddr.addingReportingOverflow($0.memsz).overflow && $0.vaddr >= base }
+        guard spans, layout.memsz > 0, layout.memsz <= PurgatoryLoader.maximumBufferSize, layout.bufsz <= layout.memsz else {
+            throw .malformed(ELFError(file: file.name, structure: "fully linked image",
+                reason: "PT_LOAD segments span \(hex(layout.memsz)) bytes from \(hex(base)); the harness loads 1 byte to \(hex(PurgatoryLoader.maximumBufferSize)) without wrapping"))
+        }
+        return layout
+    }
+
     public func load(at address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
         let what = "fully linked image"
         guard file.header.fileType == .sharedObject || file.header.fileType == .executable else {
@@ -32,12 +43,8 @@ public struct ImageLoader: Sendable {
         guard !loads.isEmpty else {
             throw .malformed(ELFError(file: file.name, structure: what, reason: "no PT_LOAD segment"))
         }
-        let layout = setupBuffer()
+        let layout = try allocateBuffer(setupBuffer())
         let base = linkBase
-        guard layout.memsz <= PurgatoryLoader.maximumBufferSize, layout.bufsz <= layout.memsz else {
-            throw .malformed(ELFError(file: file.name, structure: what,
-                reason: "PT_LOAD segments span \(hex(layout.memsz)) bytes from \(hex(base)); more than the harness loads"))
-        }
         guard address % layout.bufAlign == 0, address >= PurgatoryLoader.minimumAddress,
               !address.addingReportingOverflow(layout.segmentSize).overflow else {
             throw .malformed(ELFError(file: file.name, structure: "load address \(hex(address))",
@@ -45,9 +52,14 @@ public struct ImageLoader: Sendable {
         }
         var buffer = [UInt8](repeating: 0, count: Int(layout.bufsz))
         for segment in loads {
+            // Bounded by allocateBuffer (vaddr - base + filesz <= bufsz <= 1 GiB) and by the ELF reader.
             let at = Int(segment.vaddr - base)
-            buffer.replaceSubrange(at ..< at + Int(segment.filesz),
-                                   with: file.bytes[Int(segment.offset) ..< Int(segment.offset + segment.filesz)])
+            guard let source = ELFFile.fileRangeChecked(segment.offset, segment.filesz, in: file.bytes.count),
+                  at + source.count <= buffer.count else {
+                throw .malformed(ELFError(file: file.name, structure: "program header \(segment.index)",
+                                          reason: "file bytes [\(hex(segment.offset)), +\(hex(segment.filesz))) do not fit the image"))
+            }
+            buffer.replaceSubrange(at ..< at + source.count, with: file.bytes[source])
         }
         let bias = address &- base
         var sections = file.sections
@@ -102,6 +114,15 @@ public enum AnyLoader: Sendable {
         switch self {
         case .relocatable(let l): l.setupBuffer()
         case .image(let l): l.setupBuffer()
+        }
+    }
+
+    /// Phase 1 whole: the layout, and whether the loader can get a buffer for it (see
+    /// `PurgatoryLoader.allocateBuffer`). Nothing that needs a non-empty segment runs before it.
+    public func prepareBuffer() throws(LoadFailure) -> BufferLayout {
+        switch self {
+        case .relocatable(let l): try l.allocateBuffer(l.setupBuffer())
+        case .image(let l): try l.allocateBuffer(l.setupBuffer())
         }
     }
 

@@ -31,6 +31,12 @@ public struct LoadError: Error, Equatable, CustomStringConvertible, Sendable {
         LoadError(log: ["(no kernel message: \(errno)) " + reason] + (inPurgatoryLoad ? [purgatoryFailed] : []))
     }
 
+    /// kexec_purgatory_setup_kbuf's vzalloc(0): __vmalloc_node_range's WARN_ON_ONCE(!size), then -ENOMEM.
+    static let emptyBuffer = LoadError(log: [
+        "WARNING: at mm/vmalloc.c __vmalloc_node_range: WARN_ON_ONCE(!size): vzalloc(0) for a purgatory with no SHF_ALLOC bytes (-ENOMEM)",
+        purgatoryFailed,
+    ])
+
     /// A condition the kernel does not detect at all and on which it would corrupt memory.
     static func unchecked(_ reason: String) -> LoadError {
         LoadError(log: ["harness: the kernel does not check this and would overrun its buffer: " + reason])

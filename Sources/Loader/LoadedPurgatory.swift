@@ -22,7 +22,8 @@ public struct LoadedPurgatory: Sendable {
     /// whose st_value is an offset into the symbol's section.
     var image: (bias: UInt64, linkBase: UInt64)?
 
-    var shnum: Int { Int(file.header.shnum) }
+    /// e_shnum, or 0 when the file has no section header table (e_shoff 0): the headers that exist.
+    var shnum: Int { min(Int(file.header.shnum), sections.count) }
 
     /// Where a defined symbol ends up in memory.
     func address(of symbol: Symbol) -> UInt64 {
@@ -90,7 +91,7 @@ public struct LoadedPurgatory: Sendable {
         let start = bufferOffset(of: symbol)
         let inSection = sectionOffset(of: symbol)
         guard section.isAlloc, !start.overflow, inSection <= section.size, UInt64(size) <= section.size - inSection,
-              start.partialValue + UInt64(size) <= UInt64(buffer.count) else {
+              start.partialValue <= UInt64(buffer.count), UInt64(size) <= UInt64(buffer.count) - start.partialValue else {
             throw .malformed(ELFError(file: file.name, structure: "symbol \(name)",
                 reason: "value \(hex(symbol.value)) size \(size) lies outside section \(section.label) (\(hex(section.size)) bytes)"))
         }

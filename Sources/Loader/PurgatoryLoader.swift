@@ -51,8 +51,9 @@ public struct PurgatoryLoader: Sendable {
     }
 
     /// The sections the kernel walks: the first e_shnum headers, exactly as written.
-    var kernelSections: ArraySlice<SectionHeader> { file.sections.prefix(Int(file.header.shnum)) }
-    var shnum: Int { Int(file.header.shnum) }
+    var kernelSections: ArraySlice<SectionHeader> { file.sections.prefix(shnum) }
+    /// e_shnum, or 0 when the file has no section header table (e_shoff 0): the headers that exist.
+    var shnum: Int { min(Int(file.header.shnum), file.sections.count) }
 
     /// Phase 1, kexec_purgatory_setup_kbuf.
     public func setupBuffer() -> BufferLayout { BufferLayout.compute(kernelSections, kind: kind) }
@@ -63,10 +64,7 @@ public struct PurgatoryLoader: Sendable {
             throw .malformed(ELFError(file: file.name, structure: "ELF header",
                 reason: "e_type \(file.header.type) is not ET_REL: the \(kind.rawValue) loader takes a relocatable purgatory.ro (try --loader image)"))
         }
-        let layout = setupBuffer()
-        guard layout.bufsz <= PurgatoryLoader.maximumBufferSize else {
-            throw .refused(.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes; vzalloc cannot provide it"))
-        }
+        let layout = try allocateBuffer(setupBuffer())
         do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
         var loaded = try setupSectionHeaders(layout: layout, address: address)
         try applyRelocations(&loaded)
@@ -76,12 +74,31 @@ public struct PurgatoryLoader: Sendable {
     /// Phases 1 and 2 only: sections placed for `address`, entry chosen, nothing relocated.
     /// `inspect` uses it to reason about relocations without being stopped by the first refusal.
     public func placeSections(at address: UInt64) throws(LoadFailure) -> LoadedPurgatory {
-        let layout = setupBuffer()
-        guard layout.bufsz <= PurgatoryLoader.maximumBufferSize else {
-            throw .refused(kind.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes"))
-        }
+        let layout = try allocateBuffer(setupBuffer())
         do throws(ELFError) { try checkPlacement(address, layout) } catch { throw .malformed(error) }
         return try setupSectionHeaders(layout: layout, address: address)
+    }
+
+    /// Phase 1, its end: kexec_purgatory_setup_kbuf's `vzalloc(kbuf->bufsz)` and kexec_add_buffer.
+    /// Returns the layout when the kernel gets a buffer for it; every later phase (placing, the
+    /// segment's address range) may then rely on a non-empty buffer of at most `maximumBufferSize`.
+    ///
+    /// An object with no SHF_ALLOC bytes to copy (no allocatable section, all of them empty or
+    /// SHT_NOBITS, or no section header table at all) asks for `vzalloc(0)`: __vmalloc_node_range
+    /// hits `WARN_ON_ONCE(!size)` and returns NULL, so the kernel WARNs and fails with -ENOMEM.
+    public func allocateBuffer(_ layout: BufferLayout) throws(LoadFailure) -> BufferLayout {
+        guard layout.bufsz > 0 else {
+            throw .refused(kind == .kexecFile ? .emptyBuffer
+                : kind.silent("", "the object has no SHF_ALLOC bytes to load (bufsz 0, memsz \(hex(layout.memsz))): kexec-tools would add an empty segment; the harness refuses it"))
+        }
+        guard layout.bufsz <= PurgatoryLoader.maximumBufferSize else {
+            throw .refused(kind.silent("-ENOMEM", "the purgatory buffer would be \(hex(layout.bufsz)) bytes; vzalloc cannot provide it"))
+        }
+        // memsz = bufsz + bss; a bss so large that the segment wraps cannot be reserved either.
+        guard layout.memsz >= layout.bufsz, layout.memsz <= UInt64.max - pageSize else {
+            throw .refused(kind.silent("-EADDRNOTAVAIL", "the purgatory segment would be \(hex(layout.bufsz)) + bss \(hex(layout.bssSize)) bytes, wrapping the address space; kexec_locate_mem_hole finds no hole"))
+        }
+        return layout
     }
 
     /// The relocation sections the loader applies, with their target, in its order

@@ -108,10 +108,11 @@ extension Scenario {
     func chooseLoadAddress(_ layout: BufferLayout) throws(HarnessError) -> UInt64 {
         if let why = machine.refusal { throw .badInput(why) }
         if let address = loadAddress { return address }
-        let align = layout.bufAlign, size = layout.segmentSize
+        // An empty buffer still gets an address: the loader refuses it there (vzalloc(0)).
+        let align = layout.bufAlign, size = max(layout.segmentSize, pageSize)
         let top = min(addressRange.upperBound, machine.ramLimit)
         let low = kernelAlign(max(addressRange.lowerBound, PurgatoryLoader.minimumAddress), align)
-        guard align > 0, align & (align - 1) == 0, low >= addressRange.lowerBound, size > 0, top > low, top - low >= size else {
+        guard align > 0, align & (align - 1) == 0, low >= addressRange.lowerBound, top > low, top - low >= size else {
             throw .input("\(file.name): address range [\(hex(addressRange.lowerBound)), \(hex(addressRange.upperBound)))",
                          "holds no \(hex(align))-aligned place for the \(hex(size))-byte purgatory below \(hex(machine.ramLimit))")
         }

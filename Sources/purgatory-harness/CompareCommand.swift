@@ -18,8 +18,8 @@ struct CompareCommand: ParsableCommand {
     @Argument(help: "Purgatories (objects, or vmlinux/bzImage/kexec files holding one); the first is the baseline.")
     var files: [String]
 
-    @Option(help: "Seed for the segments and, without --load-address, the load address (the same for every file).")
-    var seed = Quantity(argument: "1")!
+    @Option(parsing: .unconditional, help: "Seed for the segments and, without --load-address, the load address (the same for every file).")
+    var seed = Seed(1)
 
     @Option(help: "Load every file here (default: drawn from the seed above 4 GiB, aligned for all files).")
     var loadAddress: Quantity?
@@ -31,10 +31,10 @@ struct CompareCommand: ParsableCommand {
     @OptionGroup var kernelGeneration: KernelArguments
 
     @Option(help: "Size of the synthesized kernel segment.")
-    var kernelSize = Quantity(argument: "16K")!
+    var kernelSize = Quantity(16 << 10)
 
     @Option(help: "Size of the synthesized initrd segment (0: none).")
-    var initrdSize = Quantity(argument: "8K")!
+    var initrdSize = Quantity(8 << 10)
 
     @Flag(help: "Also count with the per-instruction hook; exit 1 unless it agrees per function.")
     var crossCheck = false
@@ -83,9 +83,7 @@ struct CompareCommand: ParsableCommand {
         let comparison = Comparison(reports: reports)
         if let svg {
             let chart = SVGChart.render(comparison, labels: Self.labels(files))
-            guard FileManager.default.createFile(atPath: svg, contents: Data(chart.utf8)) else {
-                throw InputError("\(svg): cannot write the SVG chart")
-            }
+            try OutputFile.write(Array(chart.utf8), to: svg, what: "SVG chart")
         }
         if json {
             try printJSON(comparison)
@@ -128,11 +126,15 @@ struct CompareCommand: ParsableCommand {
         let nameWidth = max(24, (c.rows.map(\.name.count).max() ?? 0) + 4)
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         let widths = labels.map { max(13, $0.count + 2) }
-        func cells(_ values: [String?], _ differences: [String], _ ratios: [String]) -> String {
+        // A file the loader refused ran nothing: no count, difference or ratio, only its verdict
+        // (and the message above); against a refused baseline nothing compares either.
+        let refused = c.files.map { $0.verdict == .loadError }
+        func cells(_ values: [String?], _ differences: [String], _ ratios: [String], total: Bool = false) -> String {
             var text = ""
             for i in values.indices {
-                text += pad(values[i] ?? "-", widths[i])
-                if i > 0 { text += pad(differences[i], 11) + pad(ratios[i], 8) }
+                let none = refused[i] || (i > 0 && refused[0])
+                text += pad(refused[i] ? (total ? "load-error" : "-") : values[i] ?? "-", widths[i])
+                if i > 0 { text += pad(none ? "-" : differences[i], 11) + pad(none ? "-" : ratios[i], 8) }
             }
             return text
         }
@@ -154,7 +156,7 @@ struct CompareCommand: ParsableCommand {
             let differences = row.differences.map { $0 == 0 ? "0" : ($0 > 0 ? "+" : "-") + HumanReport.grouped($0.magnitude) }
             let ratios = row.ratios.map { $0.map { String(format: "%.3f", $0) } ?? "-" }
             lines.append(name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-                         + cells(row.counts.map { $0.map(HumanReport.grouped) }, differences, ratios))
+                         + cells(row.counts.map { $0.map(HumanReport.grouped) }, differences, ratios, total: row.kind == .total))
         }
         let perByte = c.files.map { $0.instructionsPerByte.map { String(format: "%.2f", $0) } }
         lines.append("instructions/byte".padding(toLength: nameWidth, withPad: " ", startingAt: 0)

@@ -32,7 +32,7 @@ struct PurgatoryHarness: ParsableCommand {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             }
-            FileHandle.standardError.write(Data("purgatory-harness: error: \(message(for: error))\n".utf8))
+            FileHandle.standardError.write(Data("purgatory-harness: error: \(UsageHints.explain(message(for: error)))\n".utf8))
             Foundation.exit(ExitStatus.badInput)
         }
     }

@@ -36,9 +36,7 @@ struct ExtractCommand: ParsableCommand {
 
     func run() throws {
         let (file, extraction) = try Inputs.extracted(input)
-        guard FileManager.default.createFile(atPath: output, contents: Data(extraction.object)) else {
-            throw InputError("\(output): cannot write the extracted purgatory")
-        }
+        try OutputFile.write(extraction.object, to: output, what: "extracted purgatory")
         let summary = Summary(input: input, output: output, container: extraction.container.rawValue, offset: extraction.offset,
                               size: extraction.object.count, sha256: sha256Hex(extraction.object), provenance: extraction.provenance)
         if json { return try printJSON(summary) }

@@ -45,11 +45,11 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: "Runs per file.")
     var runs = 1000
 
-    @Option(help: "Campaign seed (default: a fresh one, printed).")
-    var seed: Quantity?
+    @Option(parsing: .unconditional, help: "Campaign seed: decimal, 0x hex, or negative for two's complement (default: a fresh one, printed).")
+    var seed: Seed?
 
     @Option(help: "Worker threads, one engine each (default: all cores).")
-    var jobs = ProcessInfo.processInfo.activeProcessorCount
+    var jobs: Int?
 
     @Option(name: .customLong("range"), help: "Draw load addresses from LO-HI (repeatable), e.g. 2G-4G.")
     var ranges: [AddressRange] = []
@@ -75,8 +75,15 @@ struct FuzzCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    /// Runs per file: beyond this a campaign takes weeks, and a typo should not ask for it.
+    static let maximumRuns = 100_000_000
+    static let maximumJobs = 1024
+
     func validate() throws {
-        guard runs >= 1, jobs >= 1 else { throw ValidationError("--runs and --jobs must be at least 1") }
+        guard runs >= 1, runs <= Self.maximumRuns else {
+            throw ValidationError("--runs must be 1 to \(Self.maximumRuns) per file (\(runs) asked; at ~200 runs/s \(Self.maximumRuns) runs take days)")
+        }
+        guard (jobs ?? 1) >= 1, (jobs ?? 1) <= Self.maximumJobs else { throw ValidationError("--jobs must be 1 to \(Self.maximumJobs)") }
     }
 
     func run() throws {
@@ -90,7 +97,7 @@ struct FuzzCommand: ParsableCommand {
         }
         if objects.isEmpty { objects = [try Inputs.purgatory(nil)] }
         var campaign = Campaign(files: objects, runs: runs, seed: seed?.value ?? UInt64.random(in: 0 ... .max))
-        campaign.jobs = jobs
+        campaign.jobs = jobs ?? ProcessInfo.processInfo.activeProcessorCount
         campaign.loader = loading.loader
         campaign.entryRule = loading.entryRule
         campaign.abi = loading.resolvedABI
@@ -102,17 +109,21 @@ struct FuzzCommand: ParsableCommand {
         campaign.earlySerialPort = kernelGeneration.earlySerial.map { UInt16(truncatingIfNeeded: $0.value) }
         if let shard { campaign.shard = (shard.index, shard.count) }
         if let why = campaign.refusal() { throw InputError(why) }
+        let identity = CampaignIdentity(campaign)
 
-        var sink: FileHandle?
+        // A reader that goes away (`| head -1`) is EPIPE on a write, not a signal that kills us.
+        signal(SIGPIPE, SIG_IGN)
+        var sink: FileSink?
         if let jsonl {
-            guard FileManager.default.fileExists(atPath: jsonl) || FileManager.default.createFile(atPath: jsonl, contents: nil),
-                  let handle = FileHandle(forWritingAtPath: jsonl) else { throw InputError("\(jsonl): cannot open for writing") }
-            handle.seekToEndOfFile()
-            sink = handle
+            let file = try FileSink(path: jsonl)
+            // The campaign's identity first: fuzz-merge refuses to sum shards of different campaigns.
+            if case .failed(let message) = file.write(identity.headerLine(shard: campaign.shard)) { throw InputError(message) }
+            sink = file
         }
-        let runner = CampaignRunner(campaign: campaign, jsonl: sink)
-        // Ctrl-C finishes the runs under way and prints the summary so far. A parent (a test
-        // runner, a CI shell) may have left SIGINT blocked: unblock it, or it would never arrive.
+        let runner = CampaignRunner(campaign: campaign, sink: sink,
+                                    lineFields: ["campaign": identity.id, "shard": "\(campaign.shard.index)/\(campaign.shard.count)"])
+        // Ctrl-C finishes the runs under way, prints the summary so far and exits 130 (128 + SIGINT).
+        // A parent (a test runner, a CI shell) may have left SIGINT blocked: unblock it, or it would never arrive.
         signal(SIGINT) { _ in CampaignRunner.stopRequested = true }
         var interrupt = sigset_t()
         sigemptyset(&interrupt)
@@ -126,7 +137,7 @@ struct FuzzCommand: ParsableCommand {
         }
         let total = runner.total
         let lastPrint = LockedTime()
-        let records = runner.run { done, failures in
+        let result = runner.summarize { done, failures in
             guard tty, lastPrint.due(done == total) else { return }
             let elapsed = Date().timeIntervalSince(started)
             let rate = Double(done) / max(elapsed, 1e-9)
@@ -135,19 +146,32 @@ struct FuzzCommand: ParsableCommand {
         }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         let elapsed = Date().timeIntervalSince(started)
-        var summary = CampaignSummary(records)
-        if !noShrink && !CampaignRunner.stopRequested {
-            for i in summary.failures.indices { campaign.findBoundary(&summary.failures[i], in: records) }
+        var summary = result.summary
+        if !noShrink && result.stopReason == nil {
+            for i in summary.failures.indices {
+                campaign.findBoundary(&summary.failures[i], in: result.boundaryRecords(for: summary.failures[i], in: campaign))
+            }
+        }
+        let note: String
+        switch result.stopReason {
+        case nil: note = ""
+        case .interrupted?: note = " (interrupted: summary so far)"
+        case .readerGone?: note = " (the --jsonl reader went away: summary so far)"
+        case .sinkFailed?: note = " (--jsonl write failed: summary so far)"
         }
         if json {
-            try printJSON(summary)
+            try? printJSON(summary)
         } else {
             print(Self.render(summary, campaign: campaign, paths: files))
-            print(String(format: "%d runs in %.1f s: %.0f runs/s with %d job(s)%@", records.count, elapsed,
-                         Double(records.count) / max(elapsed, 1e-9), campaign.jobs,
-                         CampaignRunner.stopRequested ? " (interrupted: summary so far)" : ""))
+            print(String(format: "%d runs in %.1f s: %.0f runs/s with %d job(s)%@", summary.runs, elapsed,
+                         Double(summary.runs) / max(elapsed, 1e-9), campaign.jobs, note))
         }
-        throw ExitCode(summary.unexpected == 0 ? ExitStatus.expected : ExitStatus.unexpected)
+        fflush(nil)
+        switch result.stopReason {
+        case .sinkFailed(let message)?: throw InputError(message)
+        case .interrupted?: throw ExitCode(130)
+        default: throw ExitCode(summary.unexpected == 0 ? ExitStatus.expected : ExitStatus.unexpected)
+        }
     }
 
     static func render(_ summary: CampaignSummary, campaign: Campaign?, paths: [String]) -> String {
@@ -224,23 +248,61 @@ struct FuzzMergeCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        var records: [FuzzRecord] = []
+        var builder = CampaignSummary.Builder()
+        var campaign: (identity: CampaignIdentity, path: String, line: Int)?
+        // Seen runs, one bit per (file, index): a shard rerun may repeat a run.
+        var seen: [[UInt64]] = []
+        var runs = 0
+        let decoder = JSONDecoder()
         for path in files {
-            let text = String(decoding: try Inputs.read(path, what: "fuzz JSONL"), as: UTF8.self)
-            for (n, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
-                do { records.append(try JSONDecoder().decode(FuzzRecord.self, from: Data(line.utf8))) } catch {
-                    throw InputError("\(path): line \(n + 1): not a fuzz record")
+            let bytes = try Inputs.read(path, what: "fuzz JSONL")
+            var number = 0
+            for line in bytes.split(separator: 0x0a) where !line.isEmpty {
+                number += 1
+                let data = Data(line)
+                guard let tag = try? decoder.decode(CampaignTag.self, from: data) else {
+                    throw InputError("\(path): line \(number): not a fuzz record or campaign header")
                 }
+                guard let id = tag.campaign else {
+                    throw InputError("\(path): line \(number): a fuzz record without a campaign identity (written by an older version): cannot tell which campaign it belongs to")
+                }
+                if let identity = tag.identity {
+                    if let known = campaign {
+                        guard known.identity == identity else {
+                            throw InputError("\(path): line \(number): campaign \(identity.id) (\(identity.summary)) is not campaign \(known.identity.id) of \(known.path) line \(known.line) (\(known.identity.summary)): fuzz-merge sums shards of one campaign only")
+                        }
+                    } else {
+                        campaign = (identity, path, number)
+                        seen = identity.files.map { _ in [UInt64](repeating: 0, count: (identity.runs + 63) / 64) }
+                    }
+                    continue
+                }
+                guard let known = campaign else {
+                    throw InputError("\(path): line \(number): a fuzz record before any campaign header line")
+                }
+                guard id == known.identity.id else {
+                    throw InputError("\(path): line \(number): record of campaign \(id), not campaign \(known.identity.id) of \(known.path) line \(known.line): fuzz-merge sums shards of one campaign only")
+                }
+                let record: FuzzRecord
+                do { record = try decoder.decode(FuzzRecord.self, from: data) } catch {
+                    throw InputError("\(path): line \(number): not a fuzz record")
+                }
+                guard let file = known.identity.files.firstIndex(of: record.file), record.index >= 0, record.index < known.identity.runs else {
+                    throw InputError("\(path): line \(number): run \(record.index) of \(record.file) is not part of campaign \(id)")
+                }
+                let bit: UInt64 = 1 << UInt64(record.index % 64)
+                if seen[file][record.index / 64] & bit != 0 { continue }
+                seen[file][record.index / 64] |= bit
+                builder.add(record)
+                runs += 1
             }
         }
-        // A shard rerun may repeat a run: keep one record per (file, index, seed).
-        var seen = Set<String>()
-        records = records.filter { seen.insert("\($0.file)\u{0}\($0.index)\u{0}\($0.seed)").inserted }
-        let summary = CampaignSummary(records)
+        let summary = builder.summary
         if json {
             try printJSON(summary)
         } else {
-            print("purgatory-harness fuzz-merge: \(records.count) runs from \(files.count) file(s)")
+            let name = campaign.map { " of campaign \($0.identity.id) (\($0.identity.summary))" } ?? ""
+            print("purgatory-harness fuzz-merge: \(runs) runs from \(files.count) file(s)\(name)")
             print(FuzzCommand.render(summary, campaign: nil, paths: []))
         }
         throw ExitCode(summary.unexpected == 0 ? ExitStatus.expected : ExitStatus.unexpected)

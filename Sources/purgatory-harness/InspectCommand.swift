@@ -64,8 +64,8 @@ struct InspectCommand: ParsableCommand {
                 + (s.address.map { "→ \(hex($0))" } ?? ""))
         }
         let bySection = Dictionary(grouping: r.relocations, by: \.section)
-        row("relocations", bySection.keys.sorted().map { key in
-            "\(key): " + bySection[key]!.map { "\($0.type) ×\($0.count)" }.joined(separator: ", ")
+        row("relocations", bySection.sorted { $0.key < $1.key }.map { key, counts in
+            "\(key): " + counts.map { "\($0.type) ×\($0.count)" }.joined(separator: ", ")
         }.joined(separator: "; "))
         for s in r.abiSymbols {
             row(s.role == "option" ? "option" : "abi " + s.role,

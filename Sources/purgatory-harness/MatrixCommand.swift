@@ -12,8 +12,8 @@ struct MatrixCommand: ParsableCommand {
     @Argument(help: "Directory holding manifest.json and the objects it lists.")
     var directory = "Purgatories"
 
-    @Option(help: "Seed for the segments (the same for every variant, so counts compare).")
-    var seed = Quantity(argument: "1")!
+    @Option(parsing: .unconditional, help: "Seed for the segments (the same for every variant, so counts compare).")
+    var seed = Seed(1)
 
     @OptionGroup var machine: MachineArguments
 

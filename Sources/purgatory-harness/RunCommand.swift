@@ -21,8 +21,8 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "Purgatory: an ELF object, or the one inside a vmlinux, bzImage or kexec-tools binary. Default: the built-in reference purgatory.")
     var file: String?
 
-    @Option(help: "Seed for every random choice (decimal or 0x hex). Default: a fresh one, printed.")
-    var seed: Quantity?
+    @Option(parsing: .unconditional, help: "Seed for every random choice (decimal, 0x hex, or negative for two's complement). Default: a fresh one, printed.")
+    var seed: Seed?
 
     @Option(help: "Place the purgatory here instead of drawing an address.")
     var loadAddress: Quantity?
@@ -157,8 +157,11 @@ struct RunCommand: ParsableCommand {
         if let expect { report.expected = expect }
         let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
             || report.accounting?.crossCheckAgrees == false
-        let traceSummary = try traceFile?.write(report)
+        // The verdict is reported even when the trace cannot be written: report first, then the error.
+        var traceSummary: String?, traceError: Error?
+        do { traceSummary = try traceFile?.write(report) } catch { traceError = error }
 
+        defer { fflush(nil) }
         if json {
             try printJSON(report)
             if let traceSummary, report.trace?.isComplete == false {
@@ -168,6 +171,7 @@ struct RunCommand: ParsableCommand {
             print(HumanReport.render(report))
             if let traceSummary { print("  trace        " + traceSummary) }
         }
+        if let traceError { throw traceError }
         if report.verdict == .harnessError && expect != .harnessError {
             FileHandle.standardError.write(Data("purgatory-harness: error: \(report.file): \(report.message)\n".utf8))
             throw ExitCode(ExitStatus.badInput)

@@ -19,28 +19,25 @@ struct TraceFile {
     }
 
     let path: String
-    private let handle: FileHandle
+    private let file: OutputFile
 
-    /// Opens (truncates) the file before the run, so a bad path fails before any work.
+    /// Opens (truncates, in place) the file before the run, so a bad path fails before any work.
     init(path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw InputError("\(path): cannot open the trace file for writing")
-        }
         self.path = path
-        self.handle = handle
+        self.file = try OutputFile(path: path, what: "trace")
     }
 
     /// Writes the report's trace; returns one line saying what was written.
     func write(_ report: RunReport) throws -> String {
-        defer { try? handle.close() }
         guard let trace = report.trace else {
-            try handle.write(contentsOf: Data("# no blocks ran (\(report.verdict.rawValue): \(report.message))\n".utf8))
+            try file.write(Array("# no blocks ran (\(report.verdict.rawValue): \(report.message))\n".utf8))
+            try file.close()
             return "no blocks ran; \(path) holds only a comment"
         }
         var buffer = [UInt8]()
         buffer.reserveCapacity(1 << 20)
         func flush() throws {
-            try handle.write(contentsOf: buffer)
+            try file.write(buffer)
             buffer.removeAll(keepingCapacity: true)
         }
         buffer += Array("""
@@ -61,6 +58,7 @@ struct TraceFile {
             : "TRUNCATED at --trace-limit: the first \(blocks) blocks (\(HumanReport.grouped(sum)) instructions) of \(HumanReport.grouped(UInt64(trace.blocks.count) + trace.dropped)), written to \(path)"
         buffer += Array("# \(summary); verdict \(report.verdict.rawValue)\n".utf8)
         try flush()
+        try file.close()
         return summary
     }
 }

@@ -163,7 +163,7 @@ enum Codecs {
             let size = Int(readLE32(input + offset))
             offset += 4
             if UInt32(size) == magic { continue }  // concatenated frames
-            guard size <= count - offset else {
+            guard size <= count - offset, size <= Int(Int32.max) else {
                 return .failure(Failure(reason: "lz4: block of \(size) bytes at \(offset - 4) runs past the end (\(count) bytes)"))
             }
             let produced = input.advanced(by: offset).withMemoryRebound(to: CChar.self, capacity: size) { source in
