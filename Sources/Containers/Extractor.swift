@@ -21,6 +21,10 @@ public enum ContainerKind: String, Sendable, Codable {
     case vmlinux
     case bzImage
     case kexecTools = "kexec-tools binary"
+    /// arch/x86/purgatory/kexec-purgatory.o: the ET_REL wrapper the kernel links into vmlinux.
+    case purgatoryWrapper = "kexec-purgatory.o"
+    /// A kernel build tree's vmlinux.o (ET_REL, every object of the kernel linked together).
+    case vmlinuxObject = "vmlinux.o"
     case executable
     case compressed = "compressed file"
 }
@@ -81,6 +85,10 @@ public enum PurgatoryExtractor {
             }
             switch elf.header.fileType {
             case .relocatable?:
+                // A kernel build tree's wrappers are ET_REL too: they hold the purgatory as data
+                // between kexec_purgatory and kexec_purgatory_size.
+                let kind: ContainerKind = definesSymbol(elf, "start_kernel") ? .vmlinuxObject : .purgatoryWrapper
+                if let wrapped = try fromSymbols(elf, kind: kind) { return wrapped }
                 return Extraction(object: bytes, container: .object, offset: 0, provenance: ["\(name): ET_REL x86-64 object, used as it is"])
             case .executable?, .sharedObject?:
                 return try fromExecutable(elf)
@@ -157,11 +165,20 @@ public enum PurgatoryExtractor {
         return Extraction(object: object.bytes, container: kind, offset: object.offset, provenance: provenance)
     }
 
-    /// An unstripped vmlinux: `kexec_purgatory` and `kexec_purgatory_size`, read through their sections.
+    static func definesSymbol(_ elf: ELFFile, _ name: String) -> Bool {
+        elf.sections.filter { $0.type == ELFConstant.shtSymtab }.contains { table in
+            ((try? elf.symbols(in: table)) ?? []).contains { $0.name == name && $0.shndx != 0 }
+        }
+    }
+
+    /// An unstripped vmlinux, vmlinux.o or kexec-purgatory.o: `kexec_purgatory` and
+    /// `kexec_purgatory_size`, read through their sections (in an ET_REL, st_value is the offset
+    /// in the section, whose sh_addr is 0: the same arithmetic). The wrapper's forms — kexec-purgatory.S's
+    /// `.incbin` with a `.quad` after it, and the older bin2c C array — define both symbols.
     private static func fromSymbols(_ elf: ELFFile, kind: ContainerKind) throws(ContainerError) -> Extraction? {
         guard let table = elf.sections.first(where: { $0.type == ELFConstant.shtSymtab }),
               let symbols = try? elf.symbols(in: table),
-              let blob = symbols.first(where: { $0.name == "kexec_purgatory" }) else { return nil }
+              let blob = symbols.first(where: { $0.name == "kexec_purgatory" && $0.shndx != 0 }) else { return nil }
         func fileOffset(_ symbol: Symbol, length: UInt64) throws(ContainerError) -> Int {
             guard Int(symbol.shndx) < elf.sections.count, symbol.shndx != 0 else {
                 throw ContainerError(structure: "symbol \(symbol.name)", reason: "section index \(symbol.shndx) is not a section of the file")

@@ -212,3 +212,47 @@ import Testing
         #expect(result.stderr == "purgatory-harness: error: kernel command line: 2048 bytes with its NUL, longer than the kernel's cmdline_size 2047\n")
     }
 }
+
+/// A kernel build tree's objects: kexec-purgatory.o (the ET_REL wrapper, .incbin or bin2c form)
+/// and vmlinux.o hold the purgatory between kexec_purgatory and kexec_purgatory_size.
+@Suite struct BuildTreeContainerTests {
+    /// The bin2c form (kernels before kexec-purgatory.S): the array in .rodata, the size as a
+    /// separate constant in another section.
+    static func bin2cWrapper(withStartKernel: Bool = false) -> [UInt8] {
+        var b = ELFBuilder()
+        let rodata = b.add(.init(name: ".rodata", flags: 0x2, align: 16, data: Fixtures.referenceBytes))
+        let size = b.add(.init(name: ".rodata.size", flags: 0x2, align: 8, data: le(UInt64(Fixtures.referenceBytes.count))))
+        b.symbol("kexec_purgatory", type: 1, section: UInt16(rodata), value: 0, size: UInt64(Fixtures.referenceBytes.count))
+        b.symbol("kexec_purgatory_size", type: 1, section: UInt16(size), value: 0, size: 8)
+        if withStartKernel {
+            let text = b.add(.init(name: ".text", flags: 0x6, align: 16, data: [0xc3]))
+            b.symbol("start_kernel", type: 2, section: UInt16(text), value: 0, size: 1)
+        }
+        return b.build()
+    }
+
+    @Test func theWrapperAndVmlinuxOHoldThePurgatory() throws {
+        for (bytes, kind) in [(Self.bin2cWrapper(), ContainerKind.purgatoryWrapper), (Self.bin2cWrapper(withStartKernel: true), .vmlinuxObject)] {
+            let extraction = try PurgatoryExtractor.extract(bytes, name: "kexec-purgatory.o")
+            #expect(extraction.container == kind)
+            #expect(extraction.object == Fixtures.referenceBytes)
+            #expect(extraction.provenance.first?.contains("kexec_purgatory_size = \(Fixtures.referenceBytes.count)") == true)
+        }
+        let path = try Fixtures.temporaryFile(Self.bin2cWrapper(), name: "kexec-purgatory.o")
+        let run = try Fixtures.harness(["run", path, "--seed", "2"])
+        #expect(run.status == 0, "\(run.stdout)")
+        let inspect = try Fixtures.harness(["inspect", path])
+        #expect(inspect.stdout.contains("found in       kexec-purgatory.o: symbols kexec_purgatory"))
+    }
+
+    /// Linux's own wrappers (the .incbin form), built by scripts/build-linux-purgatories: the
+    /// object inside is byte for byte the purgatory.ro next to it.
+    @Test func linuxWrappersHoldTheirPurgatoryRo() throws {
+        for variant in try LinuxArtifacts.variants() where variant.built {
+            let wrapper = try Fixtures.tool(["cat", try #require(variant.kexecPurgatoryPath)])
+            let extraction = try PurgatoryExtractor.extract(wrapper, name: "kexec-purgatory.o")
+            #expect(extraction.container == .purgatoryWrapper, "\(variant)")
+            #expect(extraction.object == (try Fixtures.tool(["cat", try #require(variant.path)])), "\(variant)")
+        }
+    }
+}
