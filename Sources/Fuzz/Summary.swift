@@ -22,6 +22,11 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         /// "≥ 0x7ffff000": where the verdict changes, found by bisection (nil when not searched or not found).
         public var boundary: UInt64?
         public var boundaryNote: String?
+
+        enum CodingKeys: String, CodingKey {
+            case file, verdict, pattern, count, example, boundary
+            case boundaryNote = "boundary_note"
+        }
     }
 
     public var runs: Int

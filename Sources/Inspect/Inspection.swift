@@ -44,6 +44,7 @@ public struct Inspection: Codable, Sendable {
         public var message: String
         /// For overflow lints: the lowest aligned load address at which this relocation fails.
         public var failsFrom: UInt64?
+        enum CodingKeys: String, CodingKey { case kind, message, failsFrom = "fails_from" }
     }
 
     public var file: String

@@ -25,16 +25,25 @@ struct PurgatoryHarness: ParsableCommand {
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
         } catch let error as InputError {
-            FileHandle.standardError.write(Data("purgatory-harness: error: \(error.message)\n".utf8))
-            Foundation.exit(ExitStatus.badInput)
+            refuse(error.message)
         } catch {
             if exitCode(for: error) == .success {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             }
-            FileHandle.standardError.write(Data("purgatory-harness: error: \(UsageHints.explain(message(for: error)))\n".utf8))
-            Foundation.exit(ExitStatus.badInput)
+            refuse(UsageHints.explain(message(for: error)))
         }
+    }
+
+    /// Bad input: one line on stderr, exit 2 — and under `--json` the same refusal as an object on
+    /// stdout (`{"error": {"file", "what", "reason", "exit_code"}}`), so a JSON reader never gets nothing.
+    static func refuse(_ message: String) -> Never {
+        if CommandLine.arguments.dropFirst().contains("--json"),
+           let object = try? JSONOutput.error(Refusal(message: message), exitCode: ExitStatus.badInput) {
+            print(String(decoding: object, as: UTF8.self))
+        }
+        FileHandle.standardError.write(Data("purgatory-harness: error: \(message)\n".utf8))
+        Foundation.exit(ExitStatus.badInput)
     }
 }
 

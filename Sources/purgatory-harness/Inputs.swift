@@ -173,9 +173,7 @@ enum Inputs {
     }
 }
 
-/// One JSON object on standard output, keys sorted so the output is stable.
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+/// One JSON object on standard output (the convention of docs/json.md: JSONOutput).
+func printJSON<T: Encodable>(_ value: T, listKey: String = "rows") throws {
+    print(String(decoding: try JSONOutput.data(value, listKey: listKey), as: UTF8.self))
 }
