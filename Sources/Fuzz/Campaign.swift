@@ -72,6 +72,8 @@ public struct Campaign: Sendable {
     public var ranges: [AddressClass]?
     /// The machine every run uses (physical width, paging).
     public var machine = MachineOptions()
+    /// Each run's instruction budget (nil: the scenario's default).
+    public var budget: UInt64?
     public var shard = (index: 0, count: 1)
     /// Small segments: one page of kernel, no initrd, a short command line.
     public var segments: SegmentPlan = {
@@ -110,6 +112,7 @@ public struct Campaign: Sendable {
         s.abi = abi
         s.segments = segments
         s.machine = machine
+        s.budget = budget
         s.loadAddress = drawAddress(for: files[file], seed: runSeed)
         return s
     }

@@ -22,10 +22,18 @@ public enum StopReason: Equatable, Sendable {
     case sinkFailed(String)
 }
 
+/// One run's place on a picture of the campaign: where it was loaded and what happened.
+public struct CampaignMark: Sendable, Equatable {
+    public var address: UInt64
+    public var verdict: Verdict
+}
+
 /// A finished (or stopped) campaign, summarized in memory that does not grow with the runs.
 public struct CampaignResult: Sendable {
     public var summary: CampaignSummary
     public var stopReason: StopReason?
+    /// Per file, runs 0 ..< `markLimit` (nil where a run did not happen): a bounded sample.
+    public var marks: [[CampaignMark?]] = []
     /// Per file, bit `index` set when run `index` had the expected verdict: what bisection needs
     /// (the highest expected address below a failure), at one bit a run.
     var expectedRuns: [[UInt64]]
@@ -69,6 +77,11 @@ public final class CampaignRunner: @unchecked Sendable {
     private var stopReason: StopReason?
     private var builder = CampaignSummary.Builder()
     private var expectedRuns: [[UInt64]]
+    /// Keep the load address and verdict of runs 0 ..< markLimit of every file (for pictures).
+    public var markLimit = 0 {
+        didSet { marks = campaign.files.map { _ in Array(repeating: nil, count: max(0, min(markLimit, campaign.runs))) } }
+    }
+    private var marks: [[CampaignMark?]] = []
     /// Only for `run()`: every record, in work order.
     private var records: [FuzzRecord?] = []
     private var keepRecords = false
@@ -117,7 +130,7 @@ public final class CampaignRunner: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if stopReason == nil && CampaignRunner.stopRequested { stopReason = .interrupted }
-        return CampaignResult(summary: builder.summary, stopReason: stopReason, expectedRuns: expectedRuns)
+        return CampaignResult(summary: builder.summary, stopReason: stopReason, marks: marks, expectedRuns: expectedRuns)
     }
 
     private func worker(_ progress: (@Sendable (Int, Int) -> Void)?) {
@@ -136,6 +149,9 @@ public final class CampaignRunner: @unchecked Sendable {
             lock.lock()
             builder.add(record)
             if keepRecords { records[slot] = record }
+            if file < marks.count, index < marks[file].count {
+                marks[file][index] = CampaignMark(address: record.loadAddress, verdict: record.verdict)
+            }
             if record.verdict == record.expected, file < expectedRuns.count, index / 64 < expectedRuns[file].count {
                 expectedRuns[file][index / 64] |= 1 << UInt64(index % 64)
             }

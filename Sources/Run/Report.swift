@@ -208,4 +208,10 @@ public struct KernelProfileInfo: Codable, Sendable, Equatable {
     public var version: String
     /// "default", "--kernel-profile", or the bzImage whose version string chose it.
     public var source: String
+
+    public init(name: String, version: String, source: String) {
+        self.name = name
+        self.version = version
+        self.source = source
+    }
 }

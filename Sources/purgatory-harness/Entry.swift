@@ -13,7 +13,7 @@ struct PurgatoryHarness: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purgatory-harness",
         abstract: "Load an x86-64 kexec purgatory as the kernel would and run it in an emulated long-mode machine.",
-        subcommands: [RunCommand.self, InspectCommand.self, ExtractCommand.self, FuzzCommand.self, FuzzMergeCommand.self, MatrixCommand.self,
+        subcommands: [RunCommand.self, CheckCommand.self, InspectCommand.self, ExtractCommand.self, FuzzCommand.self, FuzzMergeCommand.self, MatrixCommand.self,
                       BenchCommand.self, CompareCommand.self],
         defaultSubcommand: RunCommand.self)
 

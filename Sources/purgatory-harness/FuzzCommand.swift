@@ -75,6 +75,9 @@ struct FuzzCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    @Option(help: ArgumentHelp("Draw the campaign as an address map (SVG): one row per file, a mark per run coloured by verdict, bisected boundaries labelled.", valueName: "file"))
+    var svg: String?
+
     /// Runs per file: beyond this a campaign takes weeks, and a typo should not ask for it.
     static let maximumRuns = 100_000_000
     static let maximumJobs = 1024
@@ -122,6 +125,7 @@ struct FuzzCommand: ParsableCommand {
         }
         let runner = CampaignRunner(campaign: campaign, sink: sink,
                                     lineFields: ["campaign": identity.id, "shard": "\(campaign.shard.index)/\(campaign.shard.count)"])
+        if svg != nil { runner.markLimit = min(campaign.runs, 4000) }
         // Ctrl-C finishes the runs under way, prints the summary so far and exits 130 (128 + SIGINT).
         // A parent (a test runner, a CI shell) may have left SIGINT blocked: unblock it, or it would never arrive.
         signal(SIGINT) { _ in CampaignRunner.stopRequested = true }
@@ -151,6 +155,15 @@ struct FuzzCommand: ParsableCommand {
             for i in summary.failures.indices {
                 campaign.findBoundary(&summary.failures[i], in: result.boundaryRecords(for: summary.failures[i], in: campaign))
             }
+        }
+        if let svg {
+            let rows = campaign.files.indices.map { i in
+                AddressMapChart.Row(label: "\(campaign.files[i].name) (\(campaign.kernel.name))",
+                                    marks: (i < result.marks.count ? result.marks[i] : []).compactMap { $0.map { ($0.address, $0.verdict) } },
+                                    boundaries: summary.failures.filter { $0.file == campaign.files[i].name }.compactMap(\.boundary))
+            }
+            let title = "purgatory-harness fuzz, seed \(hex(campaign.seed)), \(campaign.runs) runs per file" + (campaign.runs > 4000 ? " (the first 4,000 drawn)" : "")
+            try OutputFile(path: svg, what: "SVG address map").write(Array(AddressMapChart.render(title: title, rows: rows, limit: campaign.machine.ramLimit).utf8))
         }
         let note: String
         switch result.stopReason {
@@ -208,7 +221,7 @@ struct FuzzCommand: ParsableCommand {
         words += ["--load-address", hex(r.loadAddress), "--seed", hex(r.seed)]
         if campaign.loader != .kexecFile { words += ["--loader", campaign.loader.rawValue] }
         if let rule = campaign.entryRule { words += ["--entry-rule", rule.rawValue] }
-        if campaign.kernelSource != "default" || campaign.kernel != .latest { words += ["--kernel-profile", campaign.kernel.name] }
+        if campaign.kernel != .latest { words += ["--kernel-profile", campaign.kernel.name] }
         if campaign.tdxGuest { words += ["--tdx-guest"] }
         if let port = campaign.earlySerialPort { words += ["--early-serial", hex(port)] }
         if campaign.machine.physicalBits != MachineOptions().physicalBits { words += ["--phys-bits", "\(campaign.machine.physicalBits)"] }
