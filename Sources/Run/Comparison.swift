@@ -6,7 +6,8 @@ public struct Comparison: Codable, Sendable {
         public var verdict: Verdict
         public var message: String
         public var loadAddress: UInt64
-        public var instructions: UInt64
+        /// nil when the loader refused the file: nothing ran.
+        public var instructions: UInt64?
         public var bytesHashed: UInt64
         public var instructionsPerByte: Double?
         public var hashingInstructionsPerByte: Double?
@@ -48,7 +49,7 @@ public struct Comparison: Codable, Sendable {
         segments = reports.first?.segments ?? []
         files = reports.map {
             Column(file: $0.file, verdict: $0.verdict, message: $0.message, loadAddress: $0.loadAddress,
-                   instructions: $0.instructions, bytesHashed: $0.bytesHashed, instructionsPerByte: $0.instructionsPerByte,
+                   instructions: $0.verdict == .loadError ? nil : $0.instructions, bytesHashed: $0.bytesHashed, instructionsPerByte: $0.instructionsPerByte,
                    hashingInstructionsPerByte: $0.accounting?.hashingInstructionsPerByte)
         }
         let accountings = reports.map(\.accounting)
