@@ -28,6 +28,8 @@ public struct PurgatoryCheck: Sendable {
     public var budget: UInt64?
     /// Runs whose load address and verdict to keep for a picture (per file, the lowest indexes).
     public var marks = 0
+    /// Told (done, total, unexpected) as the campaign's runs finish.
+    public var campaignProgress: (@Sendable (Int, Int, Int) -> Void)?
 
     public init(file: ELFFile) { self.file = file }
 
@@ -108,7 +110,9 @@ public struct PurgatoryCheck: Sendable {
         campaign.budget = budget
         let runner = CampaignRunner(campaign: campaign, sink: nil)
         runner.markLimit = marks
-        let result = runner.summarize()
+        let total = runner.total
+        let progress = campaignProgress
+        let result = runner.summarize { done, failures in progress?(done, total, failures) }
         var summary = result.summary
         for i in summary.failures.indices {
             campaign.findBoundary(&summary.failures[i], in: result.boundaryRecords(for: summary.failures[i], in: campaign))

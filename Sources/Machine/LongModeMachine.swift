@@ -236,13 +236,17 @@ public final class LongModeMachine {
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
                     recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:],
-                    handlers: ExceptionHandlers? = nil) throws(MachineError) -> RunOutcome {
+                    handlers: ExceptionHandlers? = nil, progress: ProgressReport? = nil) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
         hasRun = true
         state.pointee.sentinel = sentinel
         state.pointee.budget = budget
+        state.pointee.checkpoint = progress.map { min(budget, $0.interval) } ?? budget
+        state.pointee.progressInterval = progress?.interval ?? 0
+        state.pointee.progress = progress.map { Unmanaged.passUnretained($0).toOpaque() }
+        defer { withExtendedLifetime(progress) {} }
         state.pointee.handlers = handlers
         state.pointee.ports = Unmanaged.passUnretained(ports).toOpaque()
         try setAttribution(ranges, perInstruction: counting == .crossCheck)

@@ -27,6 +27,12 @@ struct TraceState {
     var instructions: UInt64 = 0
     var crossCheckInstructions: UInt64 = 0
     var budget: UInt64 = .max
+    /// The hot path leaves for the slow one when the count would pass this: the budget, or
+    /// earlier, the next progress report (so progress costs the hot path nothing).
+    var checkpoint: UInt64 = .max
+    var progressInterval: UInt64 = 0
+    /// Called on the emulating thread with the count so far (a `ProgressReport`, unretained).
+    var progress: UnsafeMutableRawPointer?
     var sentinel: UInt64 = .max
     /// The block counted last, which is the one running when a fault stops emulation.
     var lastCounted: Slot? {
@@ -274,7 +280,7 @@ let blockHook: ph_block_cb = { engine, address, size, user in
     if let slot = state.pointee.recent, slot.pointee.address == address, slot.pointee.bytes == size,
        slot.pointee.next == .max, !state.pointee.stopped {
         let count = UInt64(slot.pointee.instructions)
-        if state.pointee.instructions &+ count <= state.pointee.budget {
+        if state.pointee.instructions &+ count <= state.pointee.checkpoint {
             slot.pointee.executions &+= 1
             state.pointee.instructions &+= count
             return
@@ -316,7 +322,22 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
         uc_emu_stop(engine)
         return
     }
+    if state.pointee.instructions &+ count > state.pointee.checkpoint, let progress = state.pointee.progress {
+        state.pointee.checkpoint = min(state.pointee.budget, state.pointee.checkpoint &+ state.pointee.progressInterval)
+        Unmanaged<ProgressReport>.fromOpaque(progress).takeUnretainedValue().report(state.pointee.instructions)
+    }
     state.pointee.count(slot)
+}
+
+/// Where a long run tells how far it got: `report` gets the instructions counted so far, every
+/// `interval` instructions, on the emulating thread.
+public final class ProgressReport: @unchecked Sendable {
+    public let interval: UInt64
+    public let report: (UInt64) -> Void
+    public init(every interval: UInt64, _ report: @escaping (UInt64) -> Void) {
+        self.interval = max(interval, 1)
+        self.report = report
+    }
 }
 
 let codeHook: ph_block_cb = { engine, address, _, user in

@@ -78,7 +78,7 @@ extension Scenario {
 
             let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
                                           attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks,
-                                          guarded: guarded, handlers: image.handlers)
+                                          guarded: guarded, handlers: image.handlers, progress: progress)
             timings.emulation = lap.split()
 
             let decoder = Disassembler()

@@ -50,6 +50,8 @@ public struct Scenario: Sendable {
     public var accounting = true
     /// Record up to this many executed blocks in order (`report.trace`); 0: none.
     public var recordBlocks = 0
+    /// Told the count now and then during a long emulation (a progress line; nil: nothing).
+    public var progress: ProgressReport?
     var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {

@@ -54,6 +54,12 @@ public struct SegmentPlan: Sendable {
 
     public init() {}
 
+    /// About how many bytes the digest will cover (for a progress line before placement).
+    public var estimatedBytes: UInt64 {
+        let kernelBytes = bzImage.map { UInt64($0.initSize) } ?? UInt64(kernelMemsz ?? (kernel?.count ?? kernelSize) * 3 / 2)
+        return kernelBytes + UInt64(initrd?.count ?? initrdSize) + UInt64(SegmentPlan.bootParamsSize * 2) + UInt64(imaSize ?? 0)
+    }
+
     /// bzImage64_load's lower bounds (arch/x86/kernel/kexec-bzImage64.c).
     static let minimumBootParamsAddress: UInt64 = 0x1000
     static let minimumKernelAddress: UInt64 = 0x10_0000

@@ -48,6 +48,9 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the lines.")
     var json = false
 
+    @Flag(help: "No progress line on stderr (it appears only on a terminal, for campaigns longer than a second).")
+    var quiet = false
+
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("name at least one purgatory (or a vmlinux, bzImage, kexec-purgatory.o, kexec binary)") }
         guard (1 ... 1_000_000).contains(runs) else { throw ValidationError("--runs must be 1 to 1000000") }
@@ -73,10 +76,13 @@ struct CheckCommand: ParsableCommand {
             var generation = kernelGeneration
             if generation.kernelProfile == "all" { generation.kernelProfile = nil }
             (check.kernel, check.kernelSource) = generation.resolve(bzImages: extraction.bzImage.map { [(path, $0)] } ?? [])
+            let line = ProgressLine.forTerminal(quiet: quiet)
+            if let line { check.campaignProgress = { line.campaign(done: $0, total: $1, unexpected: $2) } }
             let report: PurgatoryCheck.Report
             do { report = try check.run(reproducer: { FuzzCommand.reproducer($0, campaign: $1, paths: [path]) }) } catch {
                 throw InputError("\(path): \(error)")
             }
+            line?.finish()
             reports.append(report)
             if !json { print(Self.render(report, path: path)) }
         }

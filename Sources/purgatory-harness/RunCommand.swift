@@ -85,6 +85,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the human report.")
     var json = false
 
+    @Flag(help: "No progress line on stderr (it appears only on a terminal, for runs longer than a second).")
+    var quiet = false
+
     @Option(help: "Write the executed blocks in order to this file: address, function+offset, instructions; one block a line.")
     var trace: String?
 
@@ -149,11 +152,18 @@ struct RunCommand: ParsableCommand {
         if let initrd { scenario.segments.initrd = try Inputs.read(initrd, what: "initrd segment") }
 
         kernelGeneration.apply(to: &scenario, bzImages: bzImages)
+        let line = ProgressLine.forTerminal(quiet: quiet)
+        scenario.progress = line.map { line in
+            let total = scenario.segments.estimatedBytes
+            return ProgressReport(every: 20_000_000) { instructions in line.emulation(instructions: instructions, totalBytes: total) }
+        }
+
         let traceFile = try trace.map { try TraceFile(path: $0) }
         scenario.recordBlocks = traceFile == nil ? 0 : traceLimit
 
         var report: RunReport
         do { report = try scenario.run() } catch { throw InputError(error.description) }
+        line?.finish()
         if let expect { report.expected = expect }
         let crossCheckFailed = report.crossCheckInstructions.map { $0 != report.instructions } ?? false
             || report.accounting?.crossCheckAgrees == false
