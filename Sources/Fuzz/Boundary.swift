@@ -32,9 +32,10 @@ extension Campaign {
             var s = scenario(file: file, index: failing.index)
             s.loadAddress = address
             guard let report = try? s.run() else { return nil }
-            return report.verdict == failure.verdict && CampaignSummary.pattern(report.message) == failure.pattern
+            let judged = judge(report)
+            return judged.unexpected && judged.verdict == failure.verdict && CampaignSummary.pattern(judged.message) == failure.pattern
         }
-        var low = records.filter { $0.file == failure.file && $0.verdict == $0.expected && $0.loadAddress < failing.loadAddress }
+        var low = records.filter { $0.file == failure.file && !$0.unexpected && $0.loadAddress < failing.loadAddress }
             .map(\.loadAddress).max().flatMap(space.position(of:))
         if low == nil, failingSlot > 0, sameFailure(at: space.address(at: 0)) == false { low = 0 }
         guard var below = low else {

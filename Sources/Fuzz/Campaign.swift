@@ -43,10 +43,57 @@ public struct FuzzRecord: Codable, Sendable, Equatable {
     public var expected: Verdict
     public var message: String
     public var instructions: UInt64
+    /// The WARN the kernel printed while loading, if it did.
+    public var kernelWarning: String? = nil
+    /// The run counts against the campaign: a verdict other than the expected one, or — with
+    /// `--deny-warnings` — the kernel's WARN.
+    public var unexpected = false
 
     enum CodingKeys: String, CodingKey {
-        case file, index, seed, verdict, expected, message, instructions
-        case loadAddress = "load_address", addressClass = "address_class"
+        case file, index, seed, verdict, expected, message, instructions, unexpected
+        case loadAddress = "load_address", addressClass = "address_class", kernelWarning = "kernel_warning"
+    }
+
+    public init(file: String, index: Int, seed: UInt64, loadAddress: UInt64, addressClass: String, verdict: Verdict,
+                expected: Verdict, message: String, instructions: UInt64, kernelWarning: String? = nil, unexpected: Bool? = nil) {
+        self.file = file
+        self.index = index
+        self.seed = seed
+        self.loadAddress = loadAddress
+        self.addressClass = addressClass
+        self.verdict = verdict
+        self.expected = expected
+        self.message = message
+        self.instructions = instructions
+        self.kernelWarning = kernelWarning
+        self.unexpected = unexpected ?? (verdict != expected)
+    }
+
+    /// Lines written before `unexpected` and `kernel_warning` existed read as they meant then.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(file: try c.decode(String.self, forKey: .file), index: try c.decode(Int.self, forKey: .index),
+                  seed: try c.decode(UInt64.self, forKey: .seed), loadAddress: try c.decode(UInt64.self, forKey: .loadAddress),
+                  addressClass: try c.decode(String.self, forKey: .addressClass), verdict: try c.decode(Verdict.self, forKey: .verdict),
+                  expected: try c.decode(Verdict.self, forKey: .expected), message: try c.decode(String.self, forKey: .message),
+                  instructions: try c.decode(UInt64.self, forKey: .instructions),
+                  kernelWarning: try c.decodeIfPresent(String.self, forKey: .kernelWarning),
+                  unexpected: try c.decodeIfPresent(Bool.self, forKey: .unexpected))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(file, forKey: .file)
+        try c.encode(index, forKey: .index)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(loadAddress, forKey: .loadAddress)
+        try c.encode(addressClass, forKey: .addressClass)
+        try c.encode(verdict, forKey: .verdict)
+        try c.encode(expected, forKey: .expected)
+        try c.encode(message, forKey: .message)
+        try c.encode(instructions, forKey: .instructions)
+        try c.encode(kernelWarning, forKey: .kernelWarning)
+        try c.encode(unexpected, forKey: .unexpected)
     }
 }
 
@@ -74,6 +121,8 @@ public struct Campaign: Sendable {
     public var machine = MachineOptions()
     /// Each run's instruction budget (nil: the scenario's default).
     public var budget: UInt64?
+    /// A run whose load makes the kernel WARN counts as unexpected, whatever its verdict.
+    public var denyWarnings = false
     public var shard = (index: 0, count: 1)
     /// Small segments: one page of kernel, no initrd, a short command line.
     public var segments: SegmentPlan = {
@@ -167,6 +216,14 @@ public struct Campaign: Sendable {
             .filter { $0.offset % shard.count == shard.index }.map(\.element)
     }
 
+    /// How a run counts: its verdict and message, the kernel's WARN, and whether it is unexpected
+    /// (another verdict; or, with `denyWarnings`, a WARN — then the message is the WARN).
+    func judge(_ report: RunReport) -> (verdict: Verdict, message: String, warning: String?, unexpected: Bool) {
+        let warning = report.kernelLog.first { $0.hasPrefix("WARNING:") }
+        if report.verdict == expected, denyWarnings, let warning { return (report.verdict, "kernel " + warning, warning, true) }
+        return (report.verdict, report.message, warning, report.verdict != expected)
+    }
+
     /// Runs one item; bad input (an address the machine cannot model) becomes a record too.
     public func execute(file: Int, index: Int) -> FuzzRecord {
         let s = scenario(file: file, index: index)
@@ -180,12 +237,12 @@ public struct Campaign: Sendable {
         }
         do {
             let report = try s.run()
-            record.verdict = report.verdict
-            record.message = report.message
+            (record.verdict, record.message, record.kernelWarning, record.unexpected) = judge(report)
             record.instructions = report.instructions
         } catch {
             record.verdict = .harnessError
             record.message = "\(error)"
+            record.unexpected = expected != .harnessError
         }
         return record
     }

@@ -152,11 +152,11 @@ public final class CampaignRunner: @unchecked Sendable {
             if file < marks.count, index < marks[file].count {
                 marks[file][index] = CampaignMark(address: record.loadAddress, verdict: record.verdict)
             }
-            if record.verdict == record.expected, file < expectedRuns.count, index / 64 < expectedRuns[file].count {
+            if !record.unexpected, file < expectedRuns.count, index / 64 < expectedRuns[file].count {
                 expectedRuns[file][index / 64] |= 1 << UInt64(index % 64)
             }
             completed += 1
-            if record.verdict != record.expected { failures += 1 }
+            if record.unexpected { failures += 1 }
             // One write(2) per run: a killed campaign keeps whole lines, and O_APPEND keeps two
             // campaigns appending to one file from tearing each other's.
             if let line, let sink, stopReason == nil {

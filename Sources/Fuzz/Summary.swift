@@ -59,7 +59,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
             runs += 1
             let key = "\(r.file)\u{0}\(r.addressClass)\u{0}\(r.verdict.rawValue)"
             counts[key, default: Cell(file: r.file, addressClass: r.addressClass, verdict: r.verdict, count: 0)].count += 1
-            guard r.verdict != r.expected else { return }
+            guard r.unexpected else { return }
             unexpected += 1
             let pattern: String
             if let known = patterns[r.message] {

@@ -60,6 +60,9 @@ struct FuzzCommand: ParsableCommand {
 
     @OptionGroup var kernelGeneration: KernelArguments
 
+    @Flag(help: "A run whose load makes the kernel WARN (two executable sections containing e_entry under the 6.4–6.19 rule) counts as unexpected.")
+    var denyWarnings = false
+
     @Option(help: "The verdict every run should have.")
     var expect: Verdict = .verified
 
@@ -105,6 +108,7 @@ struct FuzzCommand: ParsableCommand {
         campaign.entryRule = loading.entryRule
         campaign.abi = loading.resolvedABI
         campaign.expected = expect
+        campaign.denyWarnings = denyWarnings
         campaign.ranges = ranges.isEmpty ? nil : ranges.map(\.range)
         campaign.machine = machine.options
         (campaign.kernel, campaign.kernelSource) = kernelGeneration.resolve(bzImages: bzImages)

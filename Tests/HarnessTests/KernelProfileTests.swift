@@ -82,6 +82,17 @@ import Testing
         #expect(symbol.entrySource == "purgatory_start in .text")
     }
 
+    /// The WARN is in kernel_log, so a campaign can count it: `fuzz --deny-warnings`.
+    @Test func fuzzCatchesTheWarnWhenAsked() throws {
+        let path = Fixtures.repository.appendingPathComponent("Purgatories/variants/ltext.ro").path
+        let base = ["fuzz", path, "--runs", "12", "--seed", "1", "--jobs", "1"]
+        #expect(try Fixtures.harness(base + ["--kernel-profile", "linux-6.4"]).status == 0)
+        let denied = try Fixtures.harness(base + ["--kernel-profile", "linux-6.4", "--deny-warnings"])
+        #expect(denied.status == 1)
+        #expect(denied.stdout.contains("failure: \(path): verified ×12: kernel WARNING: at kernel/kexec_file.c"))
+        #expect(try Fixtures.harness(base + ["--kernel-profile", "linux-latest", "--deny-warnings"]).status == 0)
+    }
+
     // MARK: stack (2cacf7f23a02)
 
     /// `cmp qword [rsp], 0`, inverted: the later generation's [rsp] is not 0; and the low byte of rsp.
