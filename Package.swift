@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "purgatory-harness", targets: ["purgatory-harness"]),
+        // The harness as a library: load, inspect, run, campaign, check (docs/library.md).
+        .library(name: "PurgatoryHarness", targets: ["PurgatoryHarness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,11 +36,16 @@ let package = Package(
             "ELF", "Loader", "Machine", "Disassembly", "Containers",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
+        .target(name: "PurgatoryHarness", dependencies: ["ELF", "Containers", "Loader", "Machine", "Run", "Inspect", "Fuzz"]),
+        // docs/library.md's example, built and run by the tests: it imports PurgatoryHarness only.
+        .executableTarget(name: "harness-example", dependencies: ["PurgatoryHarness"]),
         .executableTarget(name: "purgatory-harness", dependencies: [
+            "PurgatoryHarness",
             "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [
+            "PurgatoryHarness",
             "ELF", "Loader", "Machine", "Disassembly", "Run", "Inspect", "Fuzz", "Containers",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
