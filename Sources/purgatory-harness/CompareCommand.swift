@@ -54,13 +54,7 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         try kernelGeneration.listIfAsked()
-        var bzImages: [(path: String, image: BzImage)] = []
-        var objects: [ELFFile] = []
-        for path in files {
-            let extracted = try Inputs.extracted(path)
-            objects.append(extracted.file)
-            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
-        }
+        let (objects, bzImages) = try Inputs.purgatories(files)
         let address = try loadAddress?.value ?? Self.commonAddress(objects, loader: loading.loader, seed: seed.value)
         var reports: [RunReport] = []
         for file in objects {

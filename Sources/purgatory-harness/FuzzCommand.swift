@@ -94,13 +94,7 @@ struct FuzzCommand: ParsableCommand {
 
     func run() throws {
         try kernelGeneration.listIfAsked()
-        var bzImages: [(path: String, image: BzImage)] = []
-        var objects: [ELFFile] = []
-        for path in files {
-            let extracted = try Inputs.extracted(path)
-            objects.append(extracted.file)
-            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
-        }
+        var (objects, bzImages) = try Inputs.purgatories(files)
         if objects.isEmpty { objects = [try Inputs.purgatory(nil)] }
         var campaign = Campaign(files: objects, runs: runs, seed: seed?.value ?? UInt64.random(in: 0 ... .max))
         campaign.jobs = jobs ?? ProcessInfo.processInfo.activeProcessorCount

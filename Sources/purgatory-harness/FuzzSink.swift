@@ -25,21 +25,8 @@ final class FileSink: RecordSink, @unchecked Sendable {
     deinit { close(fd) }
 
     func write(_ line: [UInt8]) -> SinkStatus {
-        var offset = 0
-        while offset < line.count {
-            let n = line.withUnsafeBytes { buffer -> Int in
-                guard let base = buffer.baseAddress else { return 0 }
-                return Glibc.write(fd, base + offset, line.count - offset)
-            }
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                if code == EPIPE { return .readerGone }
-                return .failed("\(path): cannot write: \(Inputs.errnoText(code))")
-            }
-            offset += n
-        }
-        return .written
+        guard let code = writeAll(fd, line) else { return .written }
+        return code == EPIPE ? .readerGone : .failed("\(path): cannot write: \(Inputs.errnoText(code))")
     }
 }
 

@@ -98,6 +98,18 @@ enum Inputs {
         }
     }
 
+    /// The purgatories in `paths`, and the bzImages among their containers (whose version strings
+    /// name the loading kernel).
+    static func purgatories(_ paths: [String]) throws -> (objects: [ELFFile], bzImages: [(path: String, image: BzImage)]) {
+        var objects: [ELFFile] = [], bzImages: [(path: String, image: BzImage)] = []
+        for path in paths {
+            let extracted = try extracted(path)
+            objects.append(extracted.file)
+            if let image = extracted.extraction.bzImage { bzImages.append((path, image)) }
+        }
+        return (objects, bzImages)
+    }
+
     /// The purgatory inside `path`: the file itself when it is an ELF object, else the one
     /// embedded in a vmlinux, bzImage or kexec-tools binary (named `path:purgatory` in messages).
     static func extracted(_ path: String) throws -> (file: ELFFile, extraction: Extraction) {

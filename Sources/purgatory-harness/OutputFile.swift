@@ -24,17 +24,8 @@ final class OutputFile {
     deinit { if fd >= 0 { Glibc.close(fd) } }
 
     func write(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer -> Int in
-                guard let base = buffer.baseAddress else { return 0 }
-                return Glibc.write(fd, base + offset, bytes.count - offset)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw InputError("\(path): cannot write the \(what): \(Inputs.errnoText())")
-            }
-            offset += n
+        if let code = writeAll(fd, bytes) {
+            throw InputError("\(path): cannot write the \(what): \(Inputs.errnoText(code))")
         }
     }
 
@@ -52,4 +43,21 @@ final class OutputFile {
         try file.write(bytes)
         try file.close()
     }
+}
+
+/// write(2) until every byte is out, through short writes and EINTR; errno when it fails.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { buffer -> Int in
+            guard let base = buffer.baseAddress else { return 0 }
+            return Glibc.write(fd, base + offset, bytes.count - offset)
+        }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        offset += n
+    }
+    return nil
 }
