@@ -20,6 +20,8 @@ let package = Package(
                        providers: [.apt(["libcapstone-dev"])]),
         .systemLibrary(name: "CCompression",
                        providers: [.apt(["zlib1g-dev", "liblzma-dev", "libzstd-dev", "libbz2-dev", "liblz4-dev", "liblzo2-dev"])]),
+        // The version (PurgatoryHarnessVersion.string), read by the CLI and by scripts/package-deb.
+        .target(name: "HarnessVersion"),
         .target(name: "ELF"),
         .target(name: "Containers", dependencies: ["ELF", "CCompression"]),
         .target(name: "Loader", dependencies: ["ELF"]),
@@ -35,7 +37,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .executableTarget(name: "purgatory-harness", dependencies: [
-            "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers",
+            "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers", "HarnessVersion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [

@@ -160,7 +160,7 @@ struct FuzzCommand: ParsableCommand {
         case .sinkFailed?: note = " (--jsonl write failed: summary so far)"
         }
         if json {
-            try? printJSON(summary)
+            try? printJSON(WithToolVersion(summary))
         } else {
             print(Self.render(summary, campaign: campaign, paths: files))
             print(String(format: "%d runs in %.1f s: %.0f runs/s with %d job(s)%@", summary.runs, elapsed,
@@ -299,7 +299,7 @@ struct FuzzMergeCommand: ParsableCommand {
         }
         let summary = builder.summary
         if json {
-            try printJSON(summary)
+            try printJSON(WithToolVersion(summary))
         } else {
             let name = campaign.map { " of campaign \($0.identity.id) (\($0.identity.summary))" } ?? ""
             print("purgatory-harness fuzz-merge: \(runs) runs from \(files.count) file(s)\(name)")

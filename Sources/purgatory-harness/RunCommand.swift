@@ -163,7 +163,7 @@ struct RunCommand: ParsableCommand {
 
         defer { fflush(nil) }
         if json {
-            try printJSON(report)
+            try printJSON(WithToolVersion(report))
             if let traceSummary, report.trace?.isComplete == false {
                 FileHandle.standardError.write(Data("purgatory-harness: trace: \(traceSummary)\n".utf8))
             }
