@@ -22,6 +22,8 @@ let package = Package(
                        providers: [.apt(["libcapstone-dev"])]),
         .systemLibrary(name: "CCompression",
                        providers: [.apt(["zlib1g-dev", "liblzma-dev", "libzstd-dev", "libbz2-dev", "liblz4-dev", "liblzo2-dev"])]),
+        // The version (PurgatoryHarnessVersion.string), read by the CLI and by scripts/package-deb.
+        .target(name: "HarnessVersion"),
         .target(name: "ELF"),
         .target(name: "Containers", dependencies: ["ELF", "CCompression"]),
         .target(name: "Loader", dependencies: ["ELF"]),
@@ -36,12 +38,12 @@ let package = Package(
             "ELF", "Loader", "Machine", "Disassembly", "Containers",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
-        .target(name: "PurgatoryHarness", dependencies: ["ELF", "Containers", "Loader", "Machine", "Run", "Inspect", "Fuzz"]),
+        .target(name: "PurgatoryHarness", dependencies: ["ELF", "Containers", "Loader", "Machine", "Run", "Inspect", "Fuzz", "HarnessVersion"]),
         // docs/library.md's example, built and run by the tests: it imports PurgatoryHarness only.
         .executableTarget(name: "harness-example", dependencies: ["PurgatoryHarness"]),
         .executableTarget(name: "purgatory-harness", dependencies: [
             "PurgatoryHarness",
-            "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers",
+            "Run", "Loader", "ELF", "Inspect", "Fuzz", "Containers", "HarnessVersion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HarnessTests", dependencies: [

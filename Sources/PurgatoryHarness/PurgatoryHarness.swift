@@ -1,6 +1,7 @@
 import Containers
 import ELF
 import Fuzz
+import HarnessVersion
 import Inspect
 import Loader
 import Machine
@@ -12,6 +13,9 @@ import Run
 // purgatory misbehaving is a verdict in a report, never an error. docs/library.md has an example.
 
 /// The report of one run (`purgatory-harness run --json` prints it).
+/// The harness's version, as `purgatory-harness --version` and every `--json` (`tool_version`) print it.
+public let harnessVersion = PurgatoryHarnessVersion.string
+
 public typealias RunReport = Run.RunReport
 /// How a run ended: verified, rejected-digest, load-error, fault, kexec-exception…
 public typealias Verdict = Run.Verdict

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HarnessVersion
 
 /// Exit codes: 0 the expected verdict, 1 another verdict, 2 bad input or usage.
 enum ExitStatus {
@@ -13,6 +14,7 @@ struct PurgatoryHarness: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purgatory-harness",
         abstract: "Load an x86-64 kexec purgatory as the kernel would and run it in an emulated long-mode machine.",
+        version: PurgatoryHarnessVersion.string,
         subcommands: [RunCommand.self, CheckCommand.self, InspectCommand.self, ExtractCommand.self, FuzzCommand.self, FuzzMergeCommand.self, MatrixCommand.self,
                       BenchCommand.self, CompareCommand.self],
         defaultSubcommand: RunCommand.self)

@@ -1,6 +1,7 @@
 import ELF
 import Foundation
 import Fuzz
+import HarnessVersion
 import Loader
 import Run
 #if canImport(Glibc)
@@ -48,10 +49,13 @@ struct CampaignIdentity: Codable, Equatable {
     /// The kernel profile and machine every run used.
     var kernel: String
     var machine: String
+    /// The version that ran the shard (PurgatoryHarnessVersion.string): shards run by different
+    /// versions on different machines are not one campaign. nil in headers written before 0.2.0.
+    var toolVersion: String?
 
     enum CodingKeys: String, CodingKey {
         case seed, files, digests, runs, shards, ranges, loader, abi, expected, segments, kernel, machine
-        case entryRule = "entry_rule"
+        case entryRule = "entry_rule", toolVersion = "tool_version"
     }
 
     init(_ campaign: Campaign) {
@@ -73,6 +77,7 @@ struct CampaignIdentity: Codable, Equatable {
         let options = campaign.machine
         machine = "phys-bits \(options.physicalBits) paging \(options.paging.map { "\($0.rawValue)" } ?? "auto")"
             + (options.segmentRange.map { " segments \(hex($0.lowerBound))-\(hex($0.upperBound))" } ?? "")
+        toolVersion = PurgatoryHarnessVersion.string
     }
 
     /// A short, stable name: FNV-1a 64 of the identity's sorted JSON.
@@ -82,8 +87,8 @@ struct CampaignIdentity: Codable, Equatable {
         return hex(fnv1a([UInt8]((try? encoder.encode(self)) ?? Data())))
     }
 
-    /// For messages: "seed 0x5, 1 file(s) × 100 runs, 2 shard(s)".
-    var summary: String { "seed \(seed), \(files.count) file(s) × \(runs) runs, \(shards) shard(s)\(ranges.isEmpty ? "" : ", ranges " + ranges.joined(separator: " "))" }
+    /// For messages: "seed 0x5, 1 file(s) × 100 runs, 2 shard(s), version 0.2.0".
+    var summary: String { "seed \(seed), \(files.count) file(s) × \(runs) runs, \(shards) shard(s)\(ranges.isEmpty ? "" : ", ranges " + ranges.joined(separator: " ")), version \(toolVersion ?? "before 0.2.0")" }
 
     func headerLine(shard: (index: Int, count: Int)) -> [UInt8] {
         let header = CampaignTag(campaign: id, identity: self, shard: "\(shard.index)/\(shard.count)")

@@ -1,7 +1,9 @@
 import Foundation
+import HarnessVersion
 
 /// One convention for every command's `--json` (docs/json.md): one object on standard output,
-/// keys in snake_case (each type's CodingKeys say so), sorted; a top-level `schema_version`; and
+/// keys in snake_case (each type's CodingKeys say so), sorted; a top-level `schema_version` and
+/// `tool_version` (which build said it: shards and reports of different versions are told apart); and
 /// every optional field present, `null` when there is none — Foundation's JSONEncoder leaves
 /// absent optionals out, so the values are encoded through `NullKeepingEncoder` below, which
 /// builds Foundation objects, and written by JSONSerialization.
@@ -20,6 +22,7 @@ enum JSONOutput {
         case nil: root = [:]
         }
         root["schema_version"] = schemaVersion
+        root["tool_version"] = PurgatoryHarnessVersion.string
         return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .withoutEscapingSlashes])
     }
 
@@ -28,7 +31,7 @@ enum JSONOutput {
         let error: NSMutableDictionary = [
             "file": refusal.file.map { $0 as Any } ?? NSNull(), "what": refusal.what, "reason": refusal.reason, "exit_code": Int(exitCode),
         ]
-        return try JSONSerialization.data(withJSONObject: ["error": error, "schema_version": schemaVersion] as NSDictionary, options: [.sortedKeys, .withoutEscapingSlashes])
+        return try JSONSerialization.data(withJSONObject: ["error": error, "schema_version": schemaVersion, "tool_version": PurgatoryHarnessVersion.string] as NSDictionary, options: [.sortedKeys, .withoutEscapingSlashes])
     }
 }
 

@@ -21,6 +21,7 @@ import Testing
         #expect(debian.kernelRelease != nil && debian.defaultKernel != KernelProfile.latest)
         #expect(throws: HarnessFailure.self) { try Purgatory.load(contentsOf: "/nonexistent/purgatory.ro") }
         #expect(throws: HarnessFailure.self) { try Purgatory.load(bytes: [1, 2, 3], name: "junk") }
+        #expect(harnessVersion.split(separator: ".").count == 3 && harnessVersion.allSatisfy { $0.isNumber || $0 == "." })
     }
 
     @Test func theExampleBuildsAgainstTheProductAndRuns() throws {
