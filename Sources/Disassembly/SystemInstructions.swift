@@ -50,7 +50,7 @@ extension Disassembler {
         let operands = withUnsafeBytes(of: x86.operands) { Array($0.bindMemory(to: cs_x86_op.self).prefix(Int(x86.op_count))) }
         let id = x86_insn(rawValue: insn.id)
         if id == X86_INS_MOV, operands.count == 2, operands[0].type == X86_OP_REG, operands[1].type == X86_OP_REG {
-            if let n = registers.control(operands[0].reg), let source = registers.general[Int(operands[1].reg.rawValue)] {
+            if let n = registers.control(operands[0].reg), let source = registers.general(operands[1].reg) {
                 return .writeControl(n, source: source.name)
             }
             if let n = registers.control(operands[1].reg) { return .readControl(n) }
@@ -82,8 +82,23 @@ extension Disassembler {
     ].map(\.rawValue).reduce(into: []) { $0.insert($1) }
 }
 
-/// Capstone's register ids, sorted into what the classifier needs (built once per handle).
-struct RegisterTable {
+/// Capstone's register ids, sorted into what the classifier needs. The ids and names are
+/// Capstone's constants, the same for every handle, so the table is built once per process:
+/// built per `Disassembler` it was 13 % of a fuzz placement's time (thousands of string
+/// comparisons each time; perf, docs/performance.md).
+struct RegisterTable: Sendable {
+    static let shared: RegisterTable = {
+        var handle: csh = 0
+        guard cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK else { return RegisterTable() }
+        defer { cs_close(&handle) }
+        return RegisterTable(handle: handle)
+    }()
+
+    private init() {
+        general = []
+        controlIds = [:]
+    }
+
     struct General { var name: String; var bytes: Int }
     /// By register id: general registers with their 64-bit name and the operand's width.
     var general: [General?]
@@ -112,6 +127,11 @@ struct RegisterTable {
     }
 
     func control(_ register: x86_reg) -> Int? { controlIds[register.rawValue] }
+
+    func general(_ register: x86_reg) -> General? {
+        let id = Int(register.rawValue)
+        return id < general.count ? general[id] : nil
+    }
 
     func isVector(_ register: x86_reg) -> Bool {
         register.rawValue >= X86_REG_XMM0.rawValue && register.rawValue <= X86_REG_ZMM31.rawValue

@@ -91,7 +91,7 @@ public final class LongModeMachine {
     /// address space can have RAM. The bytes are placed in host memory before Unicorn sees it: no
     /// uc_mem_write, whose per-page code invalidation dominated the cost of a run's setup.
     public func map(_ name: String, at start: UInt64, size: UInt64, contents: [UInt8] = []) throws(MachineError) {
-        let what = "map \(name) [\(hex(start)), +\(hex(size)))"
+        var what: String { "map \(name) [\(hex(start)), +\(hex(size)))" }  // only for errors
         guard start % 0x1000 == 0, size % 0x1000 == 0, size > 0 else {
             throw MachineError(operation: what, reason: "not page-aligned")
         }

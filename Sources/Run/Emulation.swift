@@ -81,7 +81,8 @@ extension Scenario {
                                           guarded: guarded, handlers: image.handlers)
             timings.emulation = lap.split()
 
-            let decoder = Disassembler()
+            // Capstone only when something needs decoding: a stop inside a block, or bytes the cache has not seen.
+            lazy var decoder = Disassembler()
             var stop: UInt64?
             switch outcome.reason {
             case .exception(_, let rip), .unmappedAccess(.read, _, _, let rip), .unmappedAccess(.write, _, _, let rip),
@@ -89,17 +90,19 @@ extension Scenario {
             default: stop = nil
             }
             let instruction = stop.flatMap { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
-            var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
+            var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: { decoder }),
                                       instruction: instruction)
             // Every distinct executed block decoded once (hundreds per run): which system instructions ran.
+            // Decoded once per distinct bytes for the whole process (`BlockDecodeCache`).
             // A block that ended in an exception may report fewer bytes than its last instruction
             // has (measured: `mov cr0, rax` leaving long mode), so 15 more bytes are read where mapped.
-            if let decoder, counting != .off {
+            if counting != .off {
                 for block in outcome.blocks {
                     let end = block.address &+ UInt64(block.bytes)
                     guard let bytes = machine.read(at: block.address, count: Int(block.bytes) + 15)
                             ?? machine.read(at: block.address, count: Int(block.bytes)) else { continue }
-                    for (address, found) in decoder.systemInstructions(bytes, at: block.address) where address < end {
+                    let found = BlockDecodeCache.shared.systemInstructions(bytes, at: block.address) { decoder?.systemInstructions($0, at: $1) }
+                    for (address, found) in found where address < end {
                         if let kind = Self.guarded(found) { emulation.systemInstructions[address] = kind }
                     }
                 }
@@ -132,15 +135,15 @@ extension Scenario {
 
     /// The block hook counts whole blocks; a fault inside a block ran only part of it
     /// (the faulting instruction included, as the per-instruction hook counts it).
-    private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: Disassembler?) -> UInt64 {
+    private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: () -> Disassembler?) -> UInt64 {
         let rip: UInt64
         switch outcome.reason {
         case .exception(_, let at), .unmappedAccess(_, _, _, let at), .unmodelled(let at, _): rip = at
         default: return outcome.instructions
         }
         let block = outcome.lastBlock
-        guard let decoder, rip >= block.address, rip < block.address &+ UInt64(block.bytes),
-              let bytes = machine.read(at: block.address, count: Int(block.bytes)) else { return outcome.instructions }
+        guard rip >= block.address, rip < block.address &+ UInt64(block.bytes),
+              let bytes = machine.read(at: block.address, count: Int(block.bytes)), let decoder = decoder() else { return outcome.instructions }
         let ran = decoder.count(bytes, at: block.address, through: rip)
         return outcome.instructions &- UInt64(block.instructions) &+ UInt64(ran)
     }
