@@ -18,6 +18,9 @@ let package = Package(
                        providers: [.apt(["libunicorn-dev"])]),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
+        // SHA-256's block function on the host for --fast-hash (Sources/CLibCrypto/shim.h says why libcrypto).
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CCompression",
                        providers: [.apt(["zlib1g-dev", "liblzma-dev", "libzstd-dev", "libbz2-dev", "liblz4-dev", "liblzo2-dev"])]),
         .target(name: "ELF"),
@@ -31,7 +34,7 @@ let package = Package(
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
         .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run", "Inspect"]),
         .target(name: "Run", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly", "Containers",
+            "ELF", "Loader", "Machine", "Disassembly", "Containers", "CLibCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .executableTarget(name: "purgatory-harness", dependencies: [

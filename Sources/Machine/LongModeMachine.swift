@@ -48,9 +48,9 @@ public final class LongModeMachine {
         get { ports.uartBase }
         set { ports.uartBase = newValue }
     }
-    private let ports = PortState(uartBase: 0x3f8)
-    private let engine: OpaquePointer
-    private let state: UnsafeMutablePointer<TraceState>
+    let ports = PortState(uartBase: 0x3f8)
+    let engine: OpaquePointer
+    let state: UnsafeMutablePointer<TraceState>
 
     public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0)) throws(MachineError) {
         self.addressSpace = addressSpace
@@ -85,7 +85,31 @@ public final class LongModeMachine {
     // MARK: Memory
 
     /// Host memory behind each region (mmap'd, so untouched pages cost nothing), released by `close`.
-    private var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
+    private(set) var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
+
+    /// Writes guest data bytes straight into host memory (no translated code is invalidated:
+    /// only for bytes that are not code). False if no one region holds them all.
+    @discardableResult
+    func poke(_ bytes: [UInt8], at address: UInt64) -> Bool {
+        guard let host = hostPointer(at: address, count: bytes.count) else { return false }
+        bytes.withUnsafeBytes { UnsafeMutableRawPointer(mutating: host).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return true
+    }
+
+    /// Host memory holding guest bytes [address, address + count), when one region holds them all.
+    func hostPointer(at address: UInt64, count: Int) -> UnsafeRawPointer? {
+        for (i, region) in regions.enumerated() where address >= region.start && address < region.end {
+            guard UInt64(count) <= region.end - address else { return nil }
+            return UnsafeRawPointer(backing[i].pointer + Int(address - region.start))
+        }
+        return nil
+    }
+
+    /// Addresses of the instructions the machine executes itself in this run.
+    var guardedAddresses: [UInt64] {
+        guard let addresses = state.pointee.guardedAddresses else { return [] }
+        return Array(UnsafeBufferPointer(start: addresses, count: state.pointee.guardedCount))
+    }
 
     /// Maps zeroed RAM holding `contents` at its start; page-aligned, non-overlapping, where the
     /// address space can have RAM. The bytes are placed in host memory before Unicorn sees it: no
@@ -236,7 +260,7 @@ public final class LongModeMachine {
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
                     recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:],
-                    handlers: ExceptionHandlers? = nil) throws(MachineError) -> RunOutcome {
+                    handlers: ExceptionHandlers? = nil, fastForward: FastForwardOptions? = nil) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
@@ -283,13 +307,27 @@ public final class LongModeMachine {
         try add({ ph_hook_add_in(engine, $0, inHook, portUser) }, "in")
         try add({ ph_hook_add_out(engine, $0, outHook, portUser) }, "out")
 
-        let start = readRegister(UC_X86_REG_RIP)
+        var start = readRegister(UC_X86_REG_RIP)
         let timeout = timeoutMicroseconds
-        let err = uc_emu_start(engine, start, sentinel, timeout, 0)
-        if let fixup = state.pointee.pendingFixup {
-            state.pointee.pendingFixup = nil
-            state.pointee.apply(fixup)
+        // With a fast-forward the run pauses (at the step's anchor, or to scout for one) and
+        // resumes in the same engine: translated code stays valid, as the host writes no code.
+        let driver = counting == .off ? nil : fastForward.map { HashFastForward(machine: self, options: $0) }
+        driver?.start()
+        var err: uc_err
+        while true {
+            err = uc_emu_start(engine, start, sentinel, timeout, 0)
+            if let fixup = state.pointee.pendingFixup {
+                state.pointee.pendingFixup = nil
+                state.pointee.apply(fixup)
+            }
+            guard let driver, err == UC_ERR_OK, state.pointee.stop == .pause || state.pointee.stop == .scout else { break }
+            let why = state.pointee.stop, at = state.pointee.stopAddress
+            state.pointee.stopped = false
+            state.pointee.stop = .none
+            guard let next = driver.paused(why, at: at) else { break }
+            start = next
         }
+        driver?.finish()
         var registers = registers()
         // A stop from the block hook leaves rip wherever the last per-instruction hook synced it;
         // the block the hook refused is where the guest would resume.
@@ -304,6 +342,7 @@ public final class LongModeMachine {
         case .exception: reason = .exception(vector: s.vector, rip: s.stopAddress)
         case .unmapped: reason = .unmappedAccess(kind: s.access, address: s.accessAddress, size: s.accessSize, rip: s.stopAddress)
         case .refused: reason = .unmodelled(rip: s.stopAddress, reason: s.note ?? "")
+        case .pause, .scout: reason = .emulatorError("the fast-forward stopped the run at \(hex(s.stopAddress))")
         case .none:
             if err == UC_ERR_INSN_INVALID {
                 reason = .exception(vector: 6, rip: rip)  // #UD: Unicorn reports it as an error, not an interrupt
@@ -331,6 +370,11 @@ public final class LongModeMachine {
         if s.stop == .exception {
             outcome.exceptionErrorCode = s.errorCode
             outcome.exceptionNote = s.note
+        }
+        outcome.fastForward = driver?.report
+        if let mismatch = driver?.report.mismatch {
+            // The caller repeats the run in full emulation; nothing of this one is to be trusted.
+            outcome.reason = .emulatorError("fast-forward abandoned: \(mismatch)")
         }
         outcome.guardedExecuted = s.guardedSeen.elements
         outcome.handledExceptions = s.handled.elements
@@ -383,22 +427,22 @@ public final class LongModeMachine {
         UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP,
     ]
 
-    private func setRegister(_ register: uc_x86_reg, _ value: UInt64) throws(MachineError) {
+    func setRegister(_ register: uc_x86_reg, _ value: UInt64) throws(MachineError) {
         var value = value
         try check(uc_reg_write(engine, Int32(register.rawValue), &value), "write register \(register.rawValue)")
     }
 
-    private func readRegister(_ register: uc_x86_reg) -> UInt64 {
+    func readRegister(_ register: uc_x86_reg) -> UInt64 {
         var value: UInt64 = 0
         uc_reg_read(engine, Int32(register.rawValue), &value)
         return value
     }
 
-    private func check(_ err: uc_err, _ operation: String) throws(MachineError) {
+    func check(_ err: uc_err, _ operation: String) throws(MachineError) {
         guard err == UC_ERR_OK else { throw MachineError(operation: operation, reason: Self.text(err)) }
     }
 
-    private static func text(_ err: uc_err) -> String { String(cString: uc_strerror(err)) }
+    static func text(_ err: uc_err) -> String { String(cString: uc_strerror(err)) }
 }
 
 func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }

@@ -35,6 +35,9 @@ extension Scenario {
         var instruction: Instruction?
         /// System instructions in the blocks that ran, for the machine to execute itself.
         var systemInstructions: [UInt64: GuardedInstruction] = [:]
+        /// With `fastHash`: what the fast-forward did, and why a run was repeated without it.
+        var fastForward: FastForwardReport?
+        var fellBack: String?
     }
 
     /// Runs the image, then again as often as needed for an exact answer: with the per-instruction
@@ -60,8 +63,42 @@ extension Scenario {
         return run
     }
 
+    /// One run of the image; with `fastHash`, repeated in full emulation if the fast-forward
+    /// found anything outside the pattern after it had computed steps on the host.
     private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, guarded: [UInt64: GuardedInstruction] = [:],
                          _ timings: inout RunReport.Timings, _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
+        let options = fastHash ? Self.fastForwardOptions(checkEvery: fastHashCheckEvery) : nil
+        var run = try execute(image, counting: counting, guarded: guarded, fastForward: options, &timings, &lap)
+        if let mismatch = run.outcome.fastForward?.mismatch {
+            let first = run.outcome.fastForward
+            var spare = RunReport.Timings()
+            run = try execute(image, counting: counting, guarded: guarded, fastForward: nil, &spare, &lap)
+            timings.emulation += spare.setup + spare.emulation + spare.teardown
+            run.fastForward = first
+            run.fellBack = mismatch
+        } else {
+            run.fastForward = run.outcome.fastForward
+        }
+        return run
+    }
+
+    /// The fast-forward's host side: libcrypto's SHA-256 block function and Capstone's register effects.
+    static func fastForwardOptions(checkEvery: Int) -> FastForwardOptions {
+        var options = FastForwardOptions(
+            compress: { state, blocks, count in HostSHA256.compress(state, blocks, blocks: count) },
+            registerEffects: { bytes, address in
+                Disassembler()?.registerEffects(bytes, at: address)?.map {
+                    InstructionEffects(address: $0.address, length: $0.length, reads: $0.reads, writes: $0.writes,
+                                       flagsRead: $0.flagsRead, flagsWritten: $0.flagsWritten, otherState: $0.otherState)
+                }
+            })
+        options.checkEvery = max(checkEvery, 2)
+        return options
+    }
+
+    private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, guarded: [UInt64: GuardedInstruction],
+                         fastForward: FastForwardOptions?, _ timings: inout RunReport.Timings,
+                         _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
         do throws(MachineError) {
             let machine = try LongModeMachine(addressSpace: image.addressSpace, determinism: Determinism(seed: seed))
             defer { machine.close() }
@@ -78,7 +115,7 @@ extension Scenario {
 
             let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
                                           attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks,
-                                          guarded: guarded, handlers: image.handlers)
+                                          guarded: guarded, handlers: image.handlers, fastForward: fastForward)
             timings.emulation = lap.split()
 
             // Capstone only when something needs decoding: a stop inside a block, or bytes the cache has not seen.
@@ -175,5 +212,17 @@ extension EntryStateInfo {
         rflags = entry.control.rflags
         gdt = Table(base: entry.gdt.base, limit: entry.gdt.limit)
         idt = Table(base: entry.idt.base, limit: entry.idt.limit)
+    }
+}
+
+extension FastHashInfo {
+    init(_ run: Scenario.Emulation, checkEvery: Int) {
+        let f = run.fastForward ?? FastForwardReport()
+        let host = run.fellBack == nil ? f.hostSteps : 0
+        self.init(emulatedBlocks: f.emulatedSteps, hostBlocks: host, instructionsPerBlock: f.instructionsPerStep,
+                  derivedInstructions: host &* (f.instructionsPerStep ?? 0), loops: run.fellBack == nil ? f.loops : 0,
+                  probes: f.probes, anchor: f.anchor, stateAddress: f.stateAddress,
+                  inputRegister: f.inputRegister.flatMap { Register(rawValue: $0)?.description }, checkEvery: checkEvery,
+                  fellBack: run.fellBack, notes: f.notes)
     }
 }

@@ -50,6 +50,11 @@ public struct Scenario: Sendable {
     public var accounting = true
     /// Record up to this many executed blocks in order (`report.trace`); 0: none.
     public var recordBlocks = 0
+    /// `--fast-hash`: SHA-256 steps verified in emulation, then computed on the host (FastForward.swift
+    /// in Machine); the verdict and the instruction count are those of full emulation.
+    public var fastHash = false
+    /// With `fastHash`: one step in every `fastHashCheckEvery` stays emulated and is compared.
+    public var fastHashCheckEvery = 256
     var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {
@@ -119,6 +124,7 @@ public struct Scenario: Sendable {
         let run = try emulate(image, &report.timings, &lap)
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
+        if fastHash { report.fastHash = FastHashInfo(run, checkEvery: fastHashCheckEvery) }
         if counting != .off { report.blocksExecuted = run.outcome.blocks.reduce(0) { $0 + $1.executions } }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
         report.console = console(run.outcome, &report)
