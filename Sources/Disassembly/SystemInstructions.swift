@@ -226,6 +226,9 @@ extension Disassembler {
         let register = x86_reg(rawValue: UInt32(id))
         if register == X86_REG_RIP || register == X86_REG_EIP || register == X86_REG_IP { return }
         if register == X86_REG_EFLAGS { flagsRegister = true; return }
+        // In 64-bit mode CS, DS, ES and SS have base 0 and only name a segment (`cs nopw`,
+        // a stack access): reading them is no state; writing them is (FS and GS have bases).
+        if !written, [X86_REG_CS, X86_REG_DS, X86_REG_ES, X86_REG_SS].contains(register) { return }
         guard Int(id) < registers.numbered.count, let (number, bytes) = registers.numbered[Int(id)] else {
             e.otherState = true
             return

@@ -73,6 +73,8 @@ public struct Campaign: Sendable {
     /// The machine every run uses (physical width, paging).
     public var machine = MachineOptions()
     public var shard = (index: 0, count: 1)
+    /// `--fast-hash` for every run (Scenario.fastHash).
+    public var fastHash = false
     /// Small segments: one page of kernel, no initrd, a short command line.
     public var segments: SegmentPlan = {
         var plan = SegmentPlan()
@@ -111,6 +113,7 @@ public struct Campaign: Sendable {
         s.segments = segments
         s.machine = machine
         s.loadAddress = drawAddress(for: files[file], seed: runSeed)
+        s.fastHash = fastHash
         return s
     }
 

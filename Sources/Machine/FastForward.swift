@@ -325,9 +325,12 @@ final class HashFastForward {
         for block in blocks {
             if decoded[block.address] == nil {
                 guard let bytes = machine.read(at: block.address, count: Int(block.bytes)),
-                      let effects = options.registerEffects(bytes, block.address), effects.count == Int(block.instructions),
-                      !effects.contains(where: \.otherState) else {
-                    note("a candidate step at \(hex(blocks[0].address)) uses state other than the general registers and flags, or does not decode")
+                      let effects = options.registerEffects(bytes, block.address), effects.count == Int(block.instructions) else {
+                    note("a candidate step at \(hex(blocks[0].address)): the block at \(hex(block.address)) does not decode into its \(block.instructions) instructions")
+                    return nil
+                }
+                if let other = effects.first(where: \.otherState) {
+                    note("a candidate step at \(hex(blocks[0].address)) uses state other than the general registers and flags (at \(hex(other.address)))")
                     return nil
                 }
                 decoded[block.address] = effects

@@ -19,6 +19,8 @@ extension Scenario {
         var ranges: [Range<UInt64>]
         /// The IDT's handlers (6.16), if the profile has them.
         var handlers: ExceptionHandlers?
+        /// Bytes the digest covers (for --fast-hash's threshold).
+        var bytesHashed: UInt64 = 0
         /// How the run translates: walked below Unicorn's 2^40, flat if anything lies above.
         var translation: Translation {
             ([purgatory.loadAddress &+ purgatory.layout.segmentSize] + (segments + [harness]).map(\.end)).contains { $0 > AddressSpace.walkLimit }
@@ -67,7 +69,7 @@ extension Scenario {
     /// found anything outside the pattern after it had computed steps on the host.
     private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, guarded: [UInt64: GuardedInstruction] = [:],
                          _ timings: inout RunReport.Timings, _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
-        let options = fastHash ? Self.fastForwardOptions(checkEvery: fastHashCheckEvery) : nil
+        let options = fastHash && image.bytesHashed >= fastHashMinimumBytes ? Self.fastForwardOptions(checkEvery: fastHashCheckEvery) : nil
         var run = try execute(image, counting: counting, guarded: guarded, fastForward: options, &timings, &lap)
         if let mismatch = run.outcome.fastForward?.mismatch {
             let first = run.outcome.fastForward
@@ -76,6 +78,10 @@ extension Scenario {
             timings.emulation += spare.setup + spare.emulation + spare.teardown
             run.fastForward = first
             run.fellBack = mismatch
+        } else if fastHash && options == nil {
+            var report = FastForwardReport()
+            report.notes = ["not attempted: \(image.bytesHashed) bytes hashed, below \(fastHashMinimumBytes)"]
+            run.fastForward = report
         } else {
             run.fastForward = run.outcome.fastForward
         }

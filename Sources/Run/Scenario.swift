@@ -55,6 +55,9 @@ public struct Scenario: Sendable {
     public var fastHash = false
     /// With `fastHash`: one step in every `fastHashCheckEvery` stays emulated and is compared.
     public var fastHashCheckEvery = 256
+    /// With `fastHash`: runs hashing fewer bytes are emulated in full (the fast-forward's own
+    /// cost, a second engine and its translations, exceeds what it could save).
+    public var fastHashMinimumBytes: UInt64 = 64 << 10
     var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {
@@ -113,11 +116,12 @@ public struct Scenario: Sendable {
         report.timings.load = lap.split()
 
         let codeMap = purgatory.codeMap()
-        let image = MachineImage(purgatory: purgatory, uartBase: Self.uartBase(of: purgatory), segments: segments.kexec,
+        var image = MachineImage(purgatory: purgatory, uartBase: Self.uartBase(of: purgatory), segments: segments.kexec,
                                  harness: segments.harness, addressSpace: machine, entry: entryState(purgatory, segments.harness, machine),
                                  sentinel: segments.kernel.start &+ Self.kernelEntryOffset, budget: budget,
                                  ranges: accounting ? codeMap.pieces.map { $0.start ..< $0.end } : [],
                                  handlers: kernel.hasExceptionHandlers ? ExceptionHandlers(vectors: 16, returning: [3]) : nil)
+        image.bytesHashed = report.bytesHashed
         report.machine = MachineInfo(image)
         report.entryState = EntryStateInfo(image)
 
