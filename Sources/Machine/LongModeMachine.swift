@@ -21,6 +21,13 @@ public final class LongModeMachine {
         return "\(major).\(minor).\(patch)" + (extra == 255 ? "" : "-rc\(extra)")
     }()
 
+    /// Whether runs with exact counting reuse pooled engines (`EnginePool`): on by default,
+    /// off with PURGATORY_HARNESS_ENGINE_REUSE=0 at start; `bench` turns it off and on to compare.
+    public static var engineReuse: Bool {
+        get { EnginePool.shared.enabled }
+        set { EnginePool.shared.enabled = newValue }
+    }
+
     public struct Region: Equatable, Sendable {
         public var name: String
         public var start: UInt64
@@ -52,11 +59,24 @@ public final class LongModeMachine {
     let engine: OpaquePointer
     let state: UnsafeMutablePointer<TraceState>
 
-    public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0)) throws(MachineError) {
+    /// `reuseEngine`: take an engine from the pool (`EnginePool`) and give it back at `close`, if
+    /// the run used only exact counting; otherwise a fresh engine, closed at `close`.
+    public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0),
+                reuseEngine: Bool = false) throws(MachineError) {
         self.addressSpace = addressSpace
-        var handle: OpaquePointer?
-        let err = uc_open(UC_ARCH_X86, UC_MODE_64, &handle)
-        guard err == UC_ERR_OK, let handle else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
+        let handle: OpaquePointer
+        if reuseEngine && EnginePool.shared.enabled {
+            var taken = EnginePool.shared.take()
+            if taken == nil { taken = try EnginePool.open() }
+            let pooled = taken!
+            handle = pooled.handle
+            self.pooled = pooled
+        } else {
+            var opened: OpaquePointer?
+            let err = uc_open(UC_ARCH_X86, UC_MODE_64, &opened)
+            guard err == UC_ERR_OK, let opened else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
+            handle = opened
+        }
         engine = handle
         state = .allocate(capacity: 1)
         state.initialize(to: TraceState())
@@ -67,6 +87,10 @@ public final class LongModeMachine {
 
     private var closed = false
     private var hasRun = false
+    /// The pooled engine this machine runs on, if any; `recyclable` once a run has ended as
+    /// a pooled engine's runs must (exact counting, no error).
+    private var pooled: EnginePool.Engine?
+    private var recyclable = false
 
     deinit { close() }
 
@@ -74,12 +98,32 @@ public final class LongModeMachine {
     public func close() {
         guard !closed else { return }
         closed = true
-        uc_close(engine)
+        if var pooled, recyclable, pooled.uses + 1 < EnginePool.maximumUses, recycle() {
+            pooled.uses += 1
+            EnginePool.shared.give(pooled)
+        } else if let pooled {
+            EnginePool.close(pooled)
+        } else {
+            uc_close(engine)
+        }
         for (pointer, size) in backing { munmap(pointer, size) }
         backing = []
         state.pointee.release()
         state.deinitialize(count: 1)
         state.deallocate()
+    }
+
+    /// Makes the engine as it was before its first run: translations of every region dropped,
+    /// every region unmapped (which flushes their pages from the TLB), the pristine CPU context
+    /// restored. False if Unicorn refused any of it (the engine is then closed instead).
+    private func recycle() -> Bool {
+        guard let pooled else { return false }
+        for region in regions {
+            guard ph_ctl_remove_cache(engine, region.start, region.end) == UC_ERR_OK,
+                  uc_mem_unmap(engine, region.start, Int(region.size)) == UC_ERR_OK else { return false }
+        }
+        regions = []
+        return uc_context_restore(engine, pooled.pristine) == UC_ERR_OK
     }
 
     // MARK: Memory
@@ -385,6 +429,8 @@ public final class LongModeMachine {
             outcome.executedBlocks = s.order.elements
             outcome.executedBlocksDropped = s.orderDropped
         }
+        // Only exact counting's hook types may leave the engine for another run (EnginePool).
+        recyclable = counting == .exact && guarded.isEmpty
         return outcome
     }
 

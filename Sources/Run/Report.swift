@@ -75,9 +75,11 @@ public struct RunReport: Codable, Sendable {
         /// Engine creation, mapping, copying, page tables, registers.
         public var setup: Double = 0
         public var emulation: Double = 0
-        /// uc_close.
+        /// uc_close (or the engine's return to the pool).
         public var teardown: Double = 0
-        public var total: Double { load + setup + emulation + teardown }
+        /// After the emulation: decoding the executed blocks, judging, the accounting, the report.
+        public var results: Double = 0
+        public var total: Double { load + setup + emulation + teardown + results }
     }
 
     public var file: String

@@ -134,6 +134,7 @@ public struct Scenario: Sendable {
         report.console = console(run.outcome, &report)
         account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
+        report.timings.results += lap.split()
         if report.timings.emulation > 0 {
             report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
         }

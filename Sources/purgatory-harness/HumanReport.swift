@@ -63,8 +63,8 @@ enum HumanReport {
             if let f = r.fastHash { row("fast-hash", fastHashLine(f)) }
             if let a = r.accounting { lines += accountingRows(a, total: r.instructions) }
             let t = r.timings
-            var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f",
-                              t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3)
+            var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f, results %.2f",
+                              t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3, t.results * 1e3)
             if let mbps = r.megabytesPerSecond { time += String(format: " (%.1f MB/s hashed)", mbps) }
             row("time", time)
         }
