@@ -123,6 +123,10 @@ public final class LongModeMachine {
                   uc_mem_unmap(engine, region.start, Int(region.size)) == UC_ERR_OK else { return false }
         }
         regions = []
+        guard uc_context_restore(engine, pooled.pristine) == UC_ERR_OK else { return false }
+        // Deleted hooks leave Unicorn's lists only when an emulation ends; until then every
+        // block would still walk past them. An emulation with nothing mapped ends at once.
+        _ = uc_emu_start(engine, 0, 0, 0, 0)
         return uc_context_restore(engine, pooled.pristine) == UC_ERR_OK
     }
 
