@@ -95,16 +95,16 @@ public struct ELFFile: Sendable {
     }
 
     /// A NUL-terminated string at `offset` inside string table `table`.
-    public func string(in table: SectionHeader, at offset: UInt32, structure: String) throws(ELFError) -> String {
+    public func string(in table: SectionHeader, at offset: UInt32, structure: @autoclosure () -> String) throws(ELFError) -> String {
         let data = contents(of: table)
         guard UInt64(offset) < UInt64(data.count) else {
             if offset == 0 && data.isEmpty { return "" }
-            throw ELFError(file: name, structure: structure,
+            throw ELFError(file: name, structure: structure(),
                            reason: "name offset \(hex(offset)) is outside string table \(table.label) (\(hex(data.count)) bytes)")
         }
         let start = data.startIndex + Int(offset)
         guard let end = data[start...].firstIndex(of: 0) else {
-            throw ELFError(file: name, structure: structure,
+            throw ELFError(file: name, structure: structure(),
                            reason: "name at \(hex(offset)) in \(table.label) is not NUL-terminated")
         }
         return String(decoding: data[start ..< end], as: UTF8.self)

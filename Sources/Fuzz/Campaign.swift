@@ -114,6 +114,7 @@ public struct Campaign: Sendable {
         s.machine = machine
         s.loadAddress = drawAddress(for: files[file], seed: runSeed)
         s.fastHash = fastHash
+        s.accounting = false  // a campaign's records carry verdicts and counts, not where the count went
         return s
     }
 
