@@ -80,6 +80,7 @@ public struct RunReport: Codable, Sendable {
         /// After the emulation: decoding the executed blocks, judging, the accounting, the report.
         public var results: Double = 0
         public var total: Double { load + setup + emulation + teardown + results }
+        public init() {}
     }
 
     public var file: String
