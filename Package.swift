@@ -20,6 +20,9 @@ let package = Package(
                        providers: [.apt(["libunicorn-dev"])]),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone",
                        providers: [.apt(["libcapstone-dev"])]),
+        // SHA-256's block function on the host for --fast-hash (Sources/CLibCrypto/shim.h says why libcrypto).
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CCompression",
                        providers: [.apt(["zlib1g-dev", "liblzma-dev", "libzstd-dev", "libbz2-dev", "liblz4-dev", "liblzo2-dev"])]),
         // The version (PurgatoryHarnessVersion.string), read by the CLI and by scripts/package-deb.
@@ -35,7 +38,7 @@ let package = Package(
         .target(name: "Inspect", dependencies: ["ELF", "Loader", "Disassembly"]),
         .target(name: "Fuzz", dependencies: ["ELF", "Loader", "Machine", "Run", "Inspect"]),
         .target(name: "Run", dependencies: [
-            "ELF", "Loader", "Machine", "Disassembly", "Containers",
+            "ELF", "Loader", "Machine", "Disassembly", "Containers", "CLibCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.embedInCode("Resources/purgatory.ro")]),
         .target(name: "PurgatoryHarness", dependencies: ["ELF", "Containers", "Loader", "Machine", "Run", "Inspect", "Fuzz", "HarnessVersion"]),

@@ -30,6 +30,14 @@ static inline uc_err ph_hook_add_mem_invalid(uc_engine *uc, uc_hook *hh, ph_mem_
     return uc_hook_add(uc, hh, UC_HOOK_MEM_INVALID, (void *)cb, user, 1, 0);
 }
 
+typedef void (*ph_mem_cb)(uc_engine *uc, uc_mem_type type, uint64_t address, int size,
+                          int64_t value, void *user);
+
+/// UC_HOOK_MEM_READ and/or UC_HOOK_MEM_WRITE (`types`, OR'ed) over every address.
+static inline uc_err ph_hook_add_mem(uc_engine *uc, uc_hook *hh, int types, ph_mem_cb cb, void *user) {
+    return uc_hook_add(uc, hh, types, (void *)cb, user, 1, 0);
+}
+
 static inline uc_err ph_hook_add_in(uc_engine *uc, uc_hook *hh, ph_in_cb cb, void *user) {
     return uc_hook_add(uc, hh, UC_HOOK_INSN, (void *)cb, user, 1, 0, UC_X86_INS_IN);
 }

@@ -37,7 +37,7 @@ public final class Disassembler {
             cs_close(&handle)
             return nil
         }
-        registers = RegisterTable(handle: detailHandle)
+        registers = RegisterTable.shared
     }
 
     deinit {

@@ -141,17 +141,17 @@ public struct ELFFile: Sendable {
     }
 
     /// A NUL-terminated string at `offset` inside string table `table`.
-    public func string(in table: SectionHeader, at offset: UInt32, structure: String) throws(ELFError) -> String {
+    public func string(in table: SectionHeader, at offset: UInt32, structure: @autoclosure () -> String) throws(ELFError) -> String {
         let data = contents(of: table)
         guard UInt64(offset) < UInt64(data.count) else {
             if offset == 0 && data.isEmpty { return "" }
-            throw ELFError(file: name, structure: structure,
+            throw ELFError(file: name, structure: structure(),
                            reason: "name offset \(hex(offset)) is outside string table \(table.label) (\(hex(data.count)) bytes)")
         }
         let start = data.startIndex + Int(offset)
         let window = data[start ..< min(data.endIndex, start + ELFFile.maximumNameLength + 1)]
         guard let end = window.firstIndex(of: 0) else {
-            throw ELFError(file: name, structure: structure,
+            throw ELFError(file: name, structure: structure(),
                            reason: window.count > ELFFile.maximumNameLength
                                ? "name at \(hex(offset)) in \(table.label) is longer than \(ELFFile.maximumNameLength) bytes"
                                : "name at \(hex(offset)) in \(table.label) is not NUL-terminated")

@@ -124,6 +124,8 @@ public struct Campaign: Sendable {
     /// A run whose load makes the kernel WARN counts as unexpected, whatever its verdict.
     public var denyWarnings = false
     public var shard = (index: 0, count: 1)
+    /// `--fast-hash` for every run (Scenario.fastHash).
+    public var fastHash = false
     /// Small segments: one page of kernel, no initrd, a short command line.
     public var segments: SegmentPlan = {
         var plan = SegmentPlan()
@@ -163,6 +165,8 @@ public struct Campaign: Sendable {
         s.machine = machine
         s.budget = budget
         s.loadAddress = drawAddress(for: files[file], seed: runSeed)
+        s.fastHash = fastHash
+        s.accounting = false  // a campaign's records carry verdicts and counts, not where the count went
         return s
     }
 

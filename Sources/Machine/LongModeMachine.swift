@@ -21,6 +21,13 @@ public final class LongModeMachine {
         return "\(major).\(minor).\(patch)" + (extra == 255 ? "" : "-rc\(extra)")
     }()
 
+    /// Whether runs with exact counting reuse pooled engines (`EnginePool`): on by default,
+    /// off with PURGATORY_HARNESS_ENGINE_REUSE=0 at start; `bench` turns it off and on to compare.
+    public static var engineReuse: Bool {
+        get { EnginePool.shared.enabled }
+        set { EnginePool.shared.enabled = newValue }
+    }
+
     public struct Region: Equatable, Sendable {
         public var name: String
         public var start: UInt64
@@ -48,15 +55,28 @@ public final class LongModeMachine {
         get { ports.uartBase }
         set { ports.uartBase = newValue }
     }
-    private let ports = PortState(uartBase: 0x3f8)
-    private let engine: OpaquePointer
-    private let state: UnsafeMutablePointer<TraceState>
+    let ports = PortState(uartBase: 0x3f8)
+    let engine: OpaquePointer
+    let state: UnsafeMutablePointer<TraceState>
 
-    public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0)) throws(MachineError) {
+    /// `reuseEngine`: take an engine from the pool (`EnginePool`) and give it back at `close`, if
+    /// the run used only exact counting; otherwise a fresh engine, closed at `close`.
+    public init(addressSpace: AddressSpace = AddressSpace(), determinism: Determinism = Determinism(seed: 0),
+                reuseEngine: Bool = false) throws(MachineError) {
         self.addressSpace = addressSpace
-        var handle: OpaquePointer?
-        let err = uc_open(UC_ARCH_X86, UC_MODE_64, &handle)
-        guard err == UC_ERR_OK, let handle else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
+        let handle: OpaquePointer
+        if reuseEngine && EnginePool.shared.enabled {
+            var taken = EnginePool.shared.take()
+            if taken == nil { taken = try EnginePool.open() }
+            let pooled = taken!
+            handle = pooled.handle
+            self.pooled = pooled
+        } else {
+            var opened: OpaquePointer?
+            let err = uc_open(UC_ARCH_X86, UC_MODE_64, &opened)
+            guard err == UC_ERR_OK, let opened else { throw MachineError(operation: "uc_open", reason: Self.text(err)) }
+            handle = opened
+        }
         engine = handle
         state = .allocate(capacity: 1)
         state.initialize(to: TraceState())
@@ -67,6 +87,10 @@ public final class LongModeMachine {
 
     private var closed = false
     private var hasRun = false
+    /// The pooled engine this machine runs on, if any; `recyclable` once a run has ended as
+    /// a pooled engine's runs must (exact counting, no error).
+    private var pooled: EnginePool.Engine?
+    private var recyclable = false
 
     deinit { close() }
 
@@ -74,7 +98,14 @@ public final class LongModeMachine {
     public func close() {
         guard !closed else { return }
         closed = true
-        uc_close(engine)
+        if var pooled, recyclable, pooled.uses + 1 < EnginePool.maximumUses, recycle() {
+            pooled.uses += 1
+            EnginePool.shared.give(pooled)
+        } else if let pooled {
+            EnginePool.close(pooled)
+        } else {
+            uc_close(engine)
+        }
         for (pointer, size) in backing { munmap(pointer, size) }
         backing = []
         state.pointee.release()
@@ -82,16 +113,57 @@ public final class LongModeMachine {
         state.deallocate()
     }
 
+    /// Makes the engine as it was before its first run: translations of every region dropped,
+    /// every region unmapped (which flushes their pages from the TLB), the pristine CPU context
+    /// restored. False if Unicorn refused any of it (the engine is then closed instead).
+    private func recycle() -> Bool {
+        guard let pooled else { return false }
+        for region in regions {
+            guard ph_ctl_remove_cache(engine, region.start, region.end) == UC_ERR_OK,
+                  uc_mem_unmap(engine, region.start, Int(region.size)) == UC_ERR_OK else { return false }
+        }
+        regions = []
+        guard uc_context_restore(engine, pooled.pristine) == UC_ERR_OK else { return false }
+        // Deleted hooks leave Unicorn's lists only when an emulation ends; until then every
+        // block would still walk past them. An emulation with nothing mapped ends at once.
+        _ = uc_emu_start(engine, 0, 0, 0, 0)
+        return uc_context_restore(engine, pooled.pristine) == UC_ERR_OK
+    }
+
     // MARK: Memory
 
     /// Host memory behind each region (mmap'd, so untouched pages cost nothing), released by `close`.
-    private var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
+    private(set) var backing: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
+
+    /// Writes guest data bytes straight into host memory (no translated code is invalidated:
+    /// only for bytes that are not code). False if no one region holds them all.
+    @discardableResult
+    func poke(_ bytes: [UInt8], at address: UInt64) -> Bool {
+        guard let host = hostPointer(at: address, count: bytes.count) else { return false }
+        bytes.withUnsafeBytes { UnsafeMutableRawPointer(mutating: host).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return true
+    }
+
+    /// Host memory holding guest bytes [address, address + count), when one region holds them all.
+    func hostPointer(at address: UInt64, count: Int) -> UnsafeRawPointer? {
+        for (i, region) in regions.enumerated() where address >= region.start && address < region.end {
+            guard UInt64(count) <= region.end - address else { return nil }
+            return UnsafeRawPointer(backing[i].pointer + Int(address - region.start))
+        }
+        return nil
+    }
+
+    /// Addresses of the instructions the machine executes itself in this run.
+    var guardedAddresses: [UInt64] {
+        guard let addresses = state.pointee.guardedAddresses else { return [] }
+        return Array(UnsafeBufferPointer(start: addresses, count: state.pointee.guardedCount))
+    }
 
     /// Maps zeroed RAM holding `contents` at its start; page-aligned, non-overlapping, where the
     /// address space can have RAM. The bytes are placed in host memory before Unicorn sees it: no
     /// uc_mem_write, whose per-page code invalidation dominated the cost of a run's setup.
     public func map(_ name: String, at start: UInt64, size: UInt64, contents: [UInt8] = []) throws(MachineError) {
-        let what = "map \(name) [\(hex(start)), +\(hex(size)))"
+        var what: String { "map \(name) [\(hex(start)), +\(hex(size)))" }  // only for errors
         guard start % 0x1000 == 0, size % 0x1000 == 0, size > 0 else {
             throw MachineError(operation: what, reason: "not page-aligned")
         }
@@ -236,7 +308,8 @@ public final class LongModeMachine {
     public func run(until sentinel: UInt64, budget: UInt64, counting: Counting = .exact,
                     timeoutMicroseconds: UInt64 = 0, attributing ranges: [Range<UInt64>] = [],
                     recordBlocks: Int = 0, guarded: [UInt64: GuardedInstruction] = [:],
-                    handlers: ExceptionHandlers? = nil, progress: ProgressReport? = nil) throws(MachineError) -> RunOutcome {
+                    handlers: ExceptionHandlers? = nil, progress: ProgressReport? = nil,
+                    fastForward: FastForwardOptions? = nil) throws(MachineError) -> RunOutcome {
         // Counters, stop reason and the block table belong to one run; a second run would
         // inherit them (and translated code stale after host writes), so it is refused.
         guard !hasRun else { throw MachineError(operation: "run", reason: "a machine runs once; create a new one") }
@@ -287,13 +360,27 @@ public final class LongModeMachine {
         try add({ ph_hook_add_in(engine, $0, inHook, portUser) }, "in")
         try add({ ph_hook_add_out(engine, $0, outHook, portUser) }, "out")
 
-        let start = readRegister(UC_X86_REG_RIP)
+        var start = readRegister(UC_X86_REG_RIP)
         let timeout = timeoutMicroseconds
-        let err = uc_emu_start(engine, start, sentinel, timeout, 0)
-        if let fixup = state.pointee.pendingFixup {
-            state.pointee.pendingFixup = nil
-            state.pointee.apply(fixup)
+        // With a fast-forward the run pauses (at the step's anchor, or to scout for one) and
+        // resumes in the same engine: translated code stays valid, as the host writes no code.
+        let driver = counting == .off ? nil : fastForward.map { HashFastForward(machine: self, options: $0) }
+        driver?.start()
+        var err: uc_err
+        while true {
+            err = uc_emu_start(engine, start, sentinel, timeout, 0)
+            if let fixup = state.pointee.pendingFixup {
+                state.pointee.pendingFixup = nil
+                state.pointee.apply(fixup)
+            }
+            guard let driver, err == UC_ERR_OK, state.pointee.stop == .pause || state.pointee.stop == .scout else { break }
+            let why = state.pointee.stop, at = state.pointee.stopAddress
+            state.pointee.stopped = false
+            state.pointee.stop = .none
+            guard let next = driver.paused(why, at: at) else { break }
+            start = next
         }
+        driver?.finish()
         var registers = registers()
         // A stop from the block hook leaves rip wherever the last per-instruction hook synced it;
         // the block the hook refused is where the guest would resume.
@@ -308,6 +395,7 @@ public final class LongModeMachine {
         case .exception: reason = .exception(vector: s.vector, rip: s.stopAddress)
         case .unmapped: reason = .unmappedAccess(kind: s.access, address: s.accessAddress, size: s.accessSize, rip: s.stopAddress)
         case .refused: reason = .unmodelled(rip: s.stopAddress, reason: s.note ?? "")
+        case .pause, .scout: reason = .emulatorError("the fast-forward stopped the run at \(hex(s.stopAddress))")
         case .none:
             if err == UC_ERR_INSN_INVALID {
                 reason = .exception(vector: 6, rip: rip)  // #UD: Unicorn reports it as an error, not an interrupt
@@ -336,6 +424,11 @@ public final class LongModeMachine {
             outcome.exceptionErrorCode = s.errorCode
             outcome.exceptionNote = s.note
         }
+        outcome.fastForward = driver?.report
+        if let mismatch = driver?.report.mismatch {
+            // The caller repeats the run in full emulation; nothing of this one is to be trusted.
+            outcome.reason = .emulatorError("fast-forward abandoned: \(mismatch)")
+        }
         outcome.guardedExecuted = s.guardedSeen.elements
         outcome.handledExceptions = s.handled.elements
         outcome.translation = translation
@@ -345,6 +438,8 @@ public final class LongModeMachine {
             outcome.executedBlocks = s.order.elements
             outcome.executedBlocksDropped = s.orderDropped
         }
+        // Only exact counting's hook types may leave the engine for another run (EnginePool).
+        recyclable = counting == .exact && guarded.isEmpty
         return outcome
     }
 
@@ -387,22 +482,22 @@ public final class LongModeMachine {
         UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RIP,
     ]
 
-    private func setRegister(_ register: uc_x86_reg, _ value: UInt64) throws(MachineError) {
+    func setRegister(_ register: uc_x86_reg, _ value: UInt64) throws(MachineError) {
         var value = value
         try check(uc_reg_write(engine, Int32(register.rawValue), &value), "write register \(register.rawValue)")
     }
 
-    private func readRegister(_ register: uc_x86_reg) -> UInt64 {
+    func readRegister(_ register: uc_x86_reg) -> UInt64 {
         var value: UInt64 = 0
         uc_reg_read(engine, Int32(register.rawValue), &value)
         return value
     }
 
-    private func check(_ err: uc_err, _ operation: String) throws(MachineError) {
+    func check(_ err: uc_err, _ operation: String) throws(MachineError) {
         guard err == UC_ERR_OK else { throw MachineError(operation: operation, reason: Self.text(err)) }
     }
 
-    private static func text(_ err: uc_err) -> String { String(cString: uc_strerror(err)) }
+    static func text(_ err: uc_err) -> String { String(cString: uc_strerror(err)) }
 }
 
 func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }

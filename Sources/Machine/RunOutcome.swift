@@ -78,4 +78,6 @@ public struct RunOutcome: Sendable {
     public var executedBlocks: [ExecutedBlock]?
     /// Blocks counted after the recording limit was reached (not in `executedBlocks`).
     public var executedBlocksDropped: UInt64 = 0
+    /// What the SHA-256 fast-forward did, when one was asked for (`FastForwardOptions`).
+    public var fastForward: FastForwardReport?
 }

@@ -40,8 +40,28 @@ struct TraceState {
         return recent.pointee
     }
 
+    // Fast-forward (`HashFastForward` drives these between emulation runs; see FastForward.swift).
+    /// A block at this address stops emulation before it runs, uncounted (`.pause`); .max: none.
+    var pauseAddress: UInt64 = .max
+    /// Emulation resumes at `pauseAddress`: its next arrival runs.
+    var resumingAtPause = false
+    /// The last `scoutCapacity` blocks counted, in order (a ring), when scouting.
+    var scoutRing: UnsafeMutablePointer<BlockRecord>?
+    var scoutCapacity = 0
+    var scoutTotal = 0
+    /// Blocks recorded since emulation last resumed; at `scoutCapacity` the run stops (`.scout`).
+    var scoutSinceResume = 0
+    /// The blocks counted since the last pause, up to `stepBlockLimit`.
+    var stepBlocks = GrowingBuffer<BlockRecord>()
+    var stepBlockLimit = 0
+
+
     /// Set when a hook asked emulation to stop; later hooks in the same block count nothing.
-    var stopped = false
+    var stopped = false { didSet { hotPathBlocked = stopped || slowOnly } }
+    /// Every block takes the slow path (it records blocks for the fast-forward).
+    var slowOnly = false { didSet { hotPathBlocked = stopped || slowOnly } }
+    /// `stopped || slowOnly`: the one flag the hot path tests.
+    var hotPathBlocked = false
     var stop: Stop = .none
     var stopAddress: UInt64 = 0
     var vector: UInt32 = 0
@@ -98,7 +118,7 @@ struct TraceState {
     var errorCode: UInt64?
     var note: String?
 
-    enum Stop { case none, spin, budget, sentinel, exception, unmapped, refused }
+    enum Stop { case none, spin, budget, sentinel, exception, unmapped, refused, pause, scout }
 
     init(capacity: Int = 1024) {
         slots = .allocate(capacity: capacity)
@@ -116,6 +136,8 @@ struct TraceState {
         guardedKinds?.deallocate()
         entries.release()
         order.release()
+        scoutRing?.deallocate()
+        stepBlocks.release()
         guardedSeen.release()
         handled.release()
     }
@@ -278,7 +300,7 @@ struct TraceState {
 let blockHook: ph_block_cb = { engine, address, size, user in
     let state = user.unsafelyUnwrapped.assumingMemoryBound(to: TraceState.self)
     if let slot = state.pointee.recent, slot.pointee.address == address, slot.pointee.bytes == size,
-       slot.pointee.next == .max, !state.pointee.stopped {
+       slot.pointee.next == .max, !state.pointee.hotPathBlocked {
         let count = UInt64(slot.pointee.instructions)
         if state.pointee.instructions &+ count <= state.pointee.checkpoint {
             slot.pointee.executions &+= 1
@@ -304,6 +326,25 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
         uc_emu_stop(engine)
         return
     }
+    if address == state.pointee.pauseAddress {
+        if state.pointee.resumingAtPause {
+            state.pointee.resumingAtPause = false
+        } else {
+            // Like a budget stop: the block does not run and is not counted; emulation resumes here.
+            state.pointee.stopped = true
+            state.pointee.stop = .pause
+            state.pointee.stopAddress = address
+            uc_emu_stop(engine)
+            return
+        }
+    }
+    if state.pointee.scoutCapacity > 0, state.pointee.scoutSinceResume >= state.pointee.scoutCapacity {
+        state.pointee.stopped = true
+        state.pointee.stop = .scout
+        state.pointee.stopAddress = address
+        uc_emu_stop(engine)
+        return
+    }
     let slot = state.pointee.slot(address, size)
     if slot.pointee.next != .max, state.pointee.isInertCycle(slot) {
         state.pointee.stopped = true
@@ -323,10 +364,12 @@ func blockHookSlowPath(_ engine: OpaquePointer?, _ address: UInt64, _ size: UInt
         return
     }
     if state.pointee.instructions &+ count > state.pointee.checkpoint, let progress = state.pointee.progress {
-        state.pointee.checkpoint = min(state.pointee.budget, state.pointee.checkpoint &+ state.pointee.progressInterval)
+        // The next checkpoint lies ahead of the count, which a fast-forwarded batch may have moved far.
+        state.pointee.checkpoint = min(state.pointee.budget, max(state.pointee.checkpoint, state.pointee.instructions) &+ state.pointee.progressInterval)
         Unmanaged<ProgressReport>.fromOpaque(progress).takeUnretainedValue().report(state.pointee.instructions)
     }
     state.pointee.count(slot)
+    if state.pointee.slowOnly { state.pointee.record(slot) }
 }
 
 /// Where a long run tells how far it got: `report` gets the instructions counted so far, every
@@ -466,6 +509,20 @@ struct GrowingBuffer<Element> {
 
     var elements: [Element] { base.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [] }
 
+    subscript(_ index: Int) -> Element { base.unsafelyUnwrapped[index] }
+
+    /// Elements from `start` on.
+    func elements(from start: Int) -> [Element] {
+        guard let base, start < count else { return [] }
+        return Array(UnsafeBufferPointer(start: base + start, count: count - start))
+    }
+
+    /// Empties the buffer, keeping its storage.
+    mutating func removeAll() {
+        base?.deinitialize(count: count)
+        count = 0
+    }
+
     func contains(_ element: Element) -> Bool where Element: Equatable {
         guard let base else { return false }
         return UnsafeBufferPointer(start: base, count: count).contains(element)
@@ -476,3 +533,26 @@ struct GrowingBuffer<Element> {
         base?.deallocate()
     }
 }
+
+// MARK: - Fast-forward records (FastForward.swift)
+
+/// One counted block: the key of its slot and its instruction count.
+struct BlockRecord: Hashable {
+    var address: UInt64
+    var bytes: UInt32
+    var instructions: UInt32
+}
+
+extension TraceState {
+    /// Records a counted block for the fast-forward (slow path only).
+    mutating func record(_ slot: UnsafeMutablePointer<Slot>) {
+        let block = BlockRecord(address: slot.pointee.address, bytes: slot.pointee.bytes, instructions: slot.pointee.instructions)
+        if let ring = scoutRing, scoutCapacity > 0 {
+            ring[scoutTotal % scoutCapacity] = block
+            scoutTotal += 1
+            scoutSinceResume += 1
+        }
+        if stepBlocks.count < stepBlockLimit { stepBlocks.append(block) }
+    }
+}
+

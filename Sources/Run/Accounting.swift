@@ -79,9 +79,21 @@ public struct Accounting: Codable, Sendable, Equatable {
 
     /// The hashing rule on one function name.
     public static func isHashing(_ name: String) -> Bool {
-        let n = name.lowercased()
-        return ["sha", "compress", "transform"].contains { n.contains($0) }
-            && !["verify", "cmp", "compare", "check"].contains { n.contains($0) }
+        let n = Array(name.lowercased().utf8)
+        let hashing: [StaticString] = ["sha", "compress", "transform"], not: [StaticString] = ["verify", "cmp", "compare", "check"]
+        return hashing.contains { contains(n, $0) } && !not.contains { contains(n, $0) }
+    }
+
+    /// Byte search: String.contains(String) goes through _StringProcessing's generic searcher,
+    /// which was 2 % of a fuzz placement (perf).
+    private static func contains(_ haystack: [UInt8], _ needle: StaticString) -> Bool {
+        let count = needle.utf8CodeUnitCount
+        guard haystack.count >= count else { return false }
+        return needle.withUTF8Buffer { pattern in
+            (0 ... haystack.count - count).contains { start in
+                (0 ..< count).allSatisfy { haystack[start + $0] == pattern[$0] }
+            }
+        }
     }
 
     public func instructions(of function: String) -> UInt64 { functions.first { $0.name == function }?.instructions ?? 0 }
@@ -97,7 +109,7 @@ extension Accounting {
         let names = map.functions.map(\.name) + [Self.outsideName]
         func function(_ address: UInt64) -> Int { map.function(at: address) ?? outside }
         var notes: [String] = []
-        let decoder = Disassembler()
+        lazy var decoder = Disassembler()  // only for a block that crosses a function boundary
 
         /// The functions of a block's instructions, or nil when the block lies in one function.
         func split(_ address: UInt64, _ bytes: UInt32, _ instructions: UInt32) -> [Int]? {

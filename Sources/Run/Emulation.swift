@@ -19,6 +19,8 @@ extension Scenario {
         var ranges: [Range<UInt64>]
         /// The IDT's handlers (6.16), if the profile has them.
         var handlers: ExceptionHandlers?
+        /// Bytes the digest covers (for --fast-hash's threshold).
+        var bytesHashed: UInt64 = 0
         /// How the run translates: walked below Unicorn's 2^40, flat if anything lies above.
         var translation: Translation {
             ([purgatory.loadAddress &+ purgatory.layout.segmentSize] + (segments + [harness]).map(\.end)).contains { $0 > AddressSpace.walkLimit }
@@ -35,6 +37,9 @@ extension Scenario {
         var instruction: Instruction?
         /// System instructions in the blocks that ran, for the machine to execute itself.
         var systemInstructions: [UInt64: GuardedInstruction] = [:]
+        /// With `fastHash`: what the fast-forward did, and why a run was repeated without it.
+        var fastForward: FastForwardReport?
+        var fellBack: String?
     }
 
     /// Runs the image, then again as often as needed for an exact answer: with the per-instruction
@@ -60,10 +65,49 @@ extension Scenario {
         return run
     }
 
+    /// One run of the image; with `fastHash`, repeated in full emulation if the fast-forward
+    /// found anything outside the pattern after it had computed steps on the host.
     private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, guarded: [UInt64: GuardedInstruction] = [:],
                          _ timings: inout RunReport.Timings, _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
+        let options = fastHash && image.bytesHashed >= fastHashMinimumBytes ? Self.fastForwardOptions(checkEvery: fastHashCheckEvery) : nil
+        var run = try execute(image, counting: counting, guarded: guarded, fastForward: options, &timings, &lap)
+        if let mismatch = run.outcome.fastForward?.mismatch {
+            let first = run.outcome.fastForward
+            var spare = RunReport.Timings()
+            run = try execute(image, counting: counting, guarded: guarded, fastForward: nil, &spare, &lap)
+            timings.emulation += spare.setup + spare.emulation + spare.teardown
+            run.fastForward = first
+            run.fellBack = mismatch
+        } else if fastHash && options == nil {
+            var report = FastForwardReport()
+            report.notes = ["not attempted: \(image.bytesHashed) bytes hashed, below \(fastHashMinimumBytes)"]
+            run.fastForward = report
+        } else {
+            run.fastForward = run.outcome.fastForward
+        }
+        return run
+    }
+
+    /// The fast-forward's host side: libcrypto's SHA-256 block function and Capstone's register effects.
+    static func fastForwardOptions(checkEvery: Int) -> FastForwardOptions {
+        var options = FastForwardOptions(
+            compress: { state, blocks, count in HostSHA256.compress(state, blocks, blocks: count) },
+            registerEffects: { bytes, address in
+                Disassembler()?.registerEffects(bytes, at: address)?.map {
+                    InstructionEffects(address: $0.address, length: $0.length, reads: $0.reads, writes: $0.writes,
+                                       flagsRead: $0.flagsRead, flagsWritten: $0.flagsWritten, otherState: $0.otherState)
+                }
+            })
+        options.checkEvery = max(checkEvery, 2)
+        return options
+    }
+
+    private func execute(_ image: MachineImage, counting: LongModeMachine.Counting, guarded: [UInt64: GuardedInstruction],
+                         fastForward: FastForwardOptions?, _ timings: inout RunReport.Timings,
+                         _ lap: inout Stopwatch) throws(HarnessError) -> Emulation {
         do throws(MachineError) {
-            let machine = try LongModeMachine(addressSpace: image.addressSpace, determinism: Determinism(seed: seed))
+            let machine = try LongModeMachine(addressSpace: image.addressSpace, determinism: Determinism(seed: seed),
+                                              reuseEngine: counting == .exact)
             defer { machine.close() }
             machine.uartBase = image.uartBase
             let purgatory = image.purgatory
@@ -78,10 +122,12 @@ extension Scenario {
 
             let outcome = try machine.run(until: image.sentinel, budget: image.budget, counting: counting,
                                           attributing: image.ranges, recordBlocks: counting == .off ? 0 : recordBlocks,
-                                          guarded: guarded, handlers: image.handlers, progress: progress)
+                                          guarded: guarded, handlers: image.handlers, progress: progress,
+                                          fastForward: fastForward)
             timings.emulation = lap.split()
 
-            let decoder = Disassembler()
+            // Capstone only when something needs decoding: a stop inside a block, or bytes the cache has not seen.
+            lazy var decoder = Disassembler()
             var stop: UInt64?
             switch outcome.reason {
             case .exception(_, let rip), .unmappedAccess(.read, _, _, let rip), .unmappedAccess(.write, _, _, let rip),
@@ -89,22 +135,24 @@ extension Scenario {
             default: stop = nil
             }
             let instruction = stop.flatMap { rip in machine.read(at: rip, count: 15).flatMap { decoder?.decode($0, at: rip, limit: 1).first } }
-            var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: decoder),
+            var emulation = Emulation(outcome: outcome, instructions: exactCount(outcome, machine: machine, decoder: { decoder }),
                                       instruction: instruction)
             // Every distinct executed block decoded once (hundreds per run): which system instructions ran.
+            // Decoded once per distinct bytes for the whole process (`BlockDecodeCache`).
             // A block that ended in an exception may report fewer bytes than its last instruction
             // has (measured: `mov cr0, rax` leaving long mode), so 15 more bytes are read where mapped.
-            if let decoder, counting != .off {
+            if counting != .off {
                 for block in outcome.blocks {
                     let end = block.address &+ UInt64(block.bytes)
                     guard let bytes = machine.read(at: block.address, count: Int(block.bytes) + 15)
                             ?? machine.read(at: block.address, count: Int(block.bytes)) else { continue }
-                    for (address, found) in decoder.systemInstructions(bytes, at: block.address) where address < end {
+                    let found = BlockDecodeCache.shared.systemInstructions(bytes, at: block.address) { decoder?.systemInstructions($0, at: $1) }
+                    for (address, found) in found where address < end {
                         if let kind = Self.guarded(found) { emulation.systemInstructions[address] = kind }
                     }
                 }
             }
-            lap.split()  // reading results is nobody's phase
+            timings.results += lap.split()  // decoding what ran
             machine.close()
             timings.teardown = lap.split()
             return emulation
@@ -132,15 +180,15 @@ extension Scenario {
 
     /// The block hook counts whole blocks; a fault inside a block ran only part of it
     /// (the faulting instruction included, as the per-instruction hook counts it).
-    private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: Disassembler?) -> UInt64 {
+    private func exactCount(_ outcome: RunOutcome, machine: LongModeMachine, decoder: () -> Disassembler?) -> UInt64 {
         let rip: UInt64
         switch outcome.reason {
         case .exception(_, let at), .unmappedAccess(_, _, _, let at), .unmodelled(let at, _): rip = at
         default: return outcome.instructions
         }
         let block = outcome.lastBlock
-        guard let decoder, rip >= block.address, rip < block.address &+ UInt64(block.bytes),
-              let bytes = machine.read(at: block.address, count: Int(block.bytes)) else { return outcome.instructions }
+        guard rip >= block.address, rip < block.address &+ UInt64(block.bytes),
+              let bytes = machine.read(at: block.address, count: Int(block.bytes)), let decoder = decoder() else { return outcome.instructions }
         let ran = decoder.count(bytes, at: block.address, through: rip)
         return outcome.instructions &- UInt64(block.instructions) &+ UInt64(ran)
     }
@@ -172,5 +220,17 @@ extension EntryStateInfo {
         rflags = entry.control.rflags
         gdt = Table(base: entry.gdt.base, limit: entry.gdt.limit)
         idt = Table(base: entry.idt.base, limit: entry.idt.limit)
+    }
+}
+
+extension FastHashInfo {
+    init(_ run: Scenario.Emulation, checkEvery: Int) {
+        let f = run.fastForward ?? FastForwardReport()
+        let host = run.fellBack == nil ? f.hostSteps : 0
+        self.init(emulatedBlocks: f.emulatedSteps, hostBlocks: host, instructionsPerBlock: f.instructionsPerStep,
+                  derivedInstructions: host &* (f.instructionsPerStep ?? 0), loops: run.fellBack == nil ? f.loops : 0,
+                  probes: f.probes, anchor: f.anchor, stateAddress: f.stateAddress,
+                  inputRegister: f.inputRegister.flatMap { Register(rawValue: $0)?.description }, checkEvery: checkEvery,
+                  fellBack: run.fellBack, notes: f.notes)
     }
 }

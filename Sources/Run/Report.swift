@@ -75,9 +75,12 @@ public struct RunReport: Codable, Sendable {
         /// Engine creation, mapping, copying, page tables, registers.
         public var setup: Double = 0
         public var emulation: Double = 0
-        /// uc_close.
+        /// uc_close (or the engine's return to the pool).
         public var teardown: Double = 0
-        public var total: Double { load + setup + emulation + teardown }
+        /// After the emulation: decoding the executed blocks, judging, the accounting, the report.
+        public var results: Double = 0
+        public var total: Double { load + setup + emulation + teardown + results }
+        public init() {}
     }
 
     public var file: String
@@ -126,6 +129,12 @@ public struct RunReport: Codable, Sendable {
     public var trace: BlockTrace?
     /// The emulator this run used: Unicorn's version and the store fix's status.
     public var unicorn: UnicornInfo?
+    /// What `--fast-hash` did (`"fast_hash": null` in JSON when it was not asked for).
+    public var fastHash: FastHashInfo? {
+        get { fastHashField.value }
+        set { fastHashField.value = newValue }
+    }
+    var fastHashField = OrNull<FastHashInfo>()
 
     public var isExpected: Bool { verdict == expected }
 
@@ -140,6 +149,73 @@ public struct RunReport: Codable, Sendable {
         case accounting, machine, unicorn
         case entryState = "entry_state", kernelProfile = "kernel_profile", imaRewrite = "ima_rewrite"
         case hashedSegments = "hashed_segments"
+        case fastHashField = "fast_hash"
+    }
+}
+
+/// `--fast-hash` in a report: how many SHA-256 blocks (steps of the guest's hashing loop) ran
+/// emulated and how many on the host, whose instructions are derived (`instructions_per_block`
+/// each, the count the emulated steps showed), not emulated.
+public struct FastHashInfo: Codable, Sendable, Equatable {
+    /// Steps of the recognised loop that ran emulated while watched (the steps that proved the
+    /// pattern, every compared checkpoint, each loop's last steps).
+    public var emulatedBlocks: UInt64
+    /// Steps computed on the host (SHA256_Transform on the guest's bytes and state).
+    public var hostBlocks: UInt64
+    public var instructionsPerBlock: UInt64?
+    /// Instructions of the run that were derived, not emulated: host_blocks × instructions_per_block.
+    public var derivedInstructions: UInt64
+    /// Loops in which steps ran on the host.
+    public var loops: Int
+    /// Single steps run from a projected state (counting nothing, undone) to find where loops end.
+    public var probes: Int
+    /// The block that starts each step, and where the state and the input pointer were found.
+    public var anchor: UInt64?
+    public var stateAddress: UInt64?
+    public var inputRegister: String?
+    /// One compared step in every `check_every` (the rest of a batch on the host).
+    public var checkEvery: Int
+    /// Why the run was repeated in full emulation (its counts are then all emulated); nil if it was not.
+    public var fellBack: String?
+    /// Why nothing, or not everything, was fast-forwarded.
+    public var notes: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case loops, probes, anchor, notes
+        case emulatedBlocks = "emulated_blocks", hostBlocks = "host_blocks", instructionsPerBlock = "instructions_per_block"
+        case derivedInstructions = "derived_instructions", stateAddress = "state_address", inputRegister = "input_register"
+        case checkEvery = "check_every", fellBack = "fell_back"
+    }
+
+    /// Every key always (null where there is no value), so readers need not guess.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(emulatedBlocks, forKey: .emulatedBlocks)
+        try c.encode(hostBlocks, forKey: .hostBlocks)
+        try c.encode(instructionsPerBlock, forKey: .instructionsPerBlock)
+        try c.encode(derivedInstructions, forKey: .derivedInstructions)
+        try c.encode(loops, forKey: .loops)
+        try c.encode(probes, forKey: .probes)
+        try c.encode(anchor, forKey: .anchor)
+        try c.encode(stateAddress, forKey: .stateAddress)
+        try c.encode(inputRegister, forKey: .inputRegister)
+        try c.encode(checkEvery, forKey: .checkEvery)
+        try c.encode(fellBack, forKey: .fellBack)
+        try c.encode(notes, forKey: .notes)
+    }
+}
+
+/// A value encoded as JSON null when absent (a synthesized Codable would leave the key out).
+public struct OrNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    public var value: Value?
+    public init(_ value: Value? = nil) { self.value = value }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        value = c.decodeNil() ? nil : try c.decode(Value.self)
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let value { try c.encode(value) } else { try c.encodeNil() }
     }
 }
 

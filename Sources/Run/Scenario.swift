@@ -52,6 +52,14 @@ public struct Scenario: Sendable {
     public var recordBlocks = 0
     /// Told the count now and then during a long emulation (a progress line; nil: nothing).
     public var progress: ProgressReport?
+    /// `--fast-hash`: SHA-256 steps verified in emulation, then computed on the host (FastForward.swift
+    /// in Machine); the verdict and the instruction count are those of full emulation.
+    public var fastHash = false
+    /// With `fastHash`: one step in every `fastHashCheckEvery` stays emulated and is compared.
+    public var fastHashCheckEvery = 256
+    /// With `fastHash`: runs hashing fewer bytes are emulated in full (the fast-forward's own
+    /// cost, a second engine and its translations, exceeds what it could save).
+    public var fastHashMinimumBytes: UInt64 = 64 << 10
     var effectiveABI: PurgatoryABI { abi ?? .default(for: loader) }
 
     public init(file: ELFFile, seed: UInt64) {
@@ -110,22 +118,25 @@ public struct Scenario: Sendable {
         report.timings.load = lap.split()
 
         let codeMap = purgatory.codeMap()
-        let image = MachineImage(purgatory: purgatory, uartBase: Self.uartBase(of: purgatory), segments: segments.kexec,
+        var image = MachineImage(purgatory: purgatory, uartBase: Self.uartBase(of: purgatory), segments: segments.kexec,
                                  harness: segments.harness, addressSpace: machine, entry: entryState(purgatory, segments.harness, machine),
                                  sentinel: segments.kernel.start &+ Self.kernelEntryOffset, budget: budget,
                                  ranges: accounting ? codeMap.pieces.map { $0.start ..< $0.end } : [],
                                  handlers: kernel.hasExceptionHandlers ? ExceptionHandlers(vectors: 16, returning: [3]) : nil)
+        image.bytesHashed = report.bytesHashed
         report.machine = MachineInfo(image)
         report.entryState = EntryStateInfo(image)
 
         let run = try emulate(image, &report.timings, &lap)
         report.instructions = run.instructions
         report.crossCheckInstructions = run.outcome.crossCheckInstructions
+        if fastHash { report.fastHash = FastHashInfo(run, checkEvery: fastHashCheckEvery) }
         if counting != .off { report.blocksExecuted = run.outcome.blocks.reduce(0) { $0 + $1.executions } }
         judge(run.outcome, run.outcome.registers, expectedRegisters, purgatory.addressMap(), run.instruction, &report)
         report.console = console(run.outcome, &report)
         account(run, codeMap, purgatory, &report)
         if report.bytesHashed > 0 { report.instructionsPerByte = Double(report.instructions) / Double(report.bytesHashed) }
+        report.timings.results += lap.split()
         if report.timings.emulation > 0 {
             report.megabytesPerSecond = Double(report.bytesHashed) / 1e6 / report.timings.emulation
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Containers
 import ELF
 import Foundation
 import Fuzz
@@ -33,6 +34,12 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Only the store fix: its status and the on/off throughput (about 15 s).")
     var storeFixOnly = false
 
+    @Flag(help: "Only --fast-hash against full emulation (the reference on --bytes, Debian's newest purgatory on its bzImage file and initrd).")
+    var fastHashOnly = false
+
+    @Flag(help: "Also --fast-hash against full emulation on Debian's newest kernel loaded as bzImage64_load does with the initrd (about 60 MB hashed; full emulation takes 10-20 s).")
+    var fastHashDebian = false
+
     @Flag(help: "Print one JSON object instead of the report.")
     var json = false
 
@@ -45,7 +52,7 @@ struct BenchCommand: ParsableCommand {
         let file = try Inputs.purgatory(file)
         func f(_ format: String, _ args: CVarArg...) -> String { String(format: format, arguments: args) }
         let check = StoreFix.check
-        let fix = try storeFixRows(file)
+        let fix = fastHashOnly ? (rows: [], skipped: ["store fix A/B not measured (--fast-hash-only)"]) : try storeFixRows(file)
         var output = BenchJSON(unicorn: .current, storeFixCheck: .init(check), storeFix: fix.rows.map(BenchJSON.StoreFixRow.init),
                                storeFixSkipped: fix.skipped)
         if !json {
@@ -69,6 +76,17 @@ struct BenchCommand: ParsableCommand {
             if fix.rows.contains(where: { !$0.identical }) { throw ExitCode(ExitStatus.unexpected) }
             return
         }
+        let fast = try fastHashRows(file)
+        output.fastHash = fast.rows.map(BenchJSON.FastHashRow.init)
+        output.fastHashSkipped = fast.skipped
+        if !json { printFastHash(fast) }
+        let failed = fix.rows.contains { !$0.identical } || fast.rows.contains { !$0.identical }
+        guard !fastHashOnly else {
+            output.targets = .init(fix: fix.rows, guest: nil, placements: nil, fastHash: fast.rows)
+            if json { try printJSON(output) }
+            if failed { throw ExitCode(ExitStatus.unexpected) }
+            return
+        }
 
         var bench = Benchmark(file: file)
         bench.throughputBytes = Int(bytes.value)
@@ -79,10 +97,12 @@ struct BenchCommand: ParsableCommand {
         var placements = PlacementBenchmark(file: bench.file)
         placements.runs = max(runs, 100)
         let p = placements.run()
+        let split = placements.breakdown()
         if json {
-            output.guest = .init(r, p)
+            output.guest = .init(r, p, split)
+            output.targets = .init(fix: fix.rows, guest: r, placements: p, fastHash: fast.rows)
             try printJSON(output)
-            if fix.rows.contains(where: { !$0.identical }) { throw ExitCode(ExitStatus.unexpected) }
+            if failed { throw ExitCode(ExitStatus.unexpected) }
             return
         }
         print(f("verification of %@ bytes (best of %d, same run):", HumanReport.grouped(r.bytes), repeats))
@@ -92,6 +112,7 @@ struct BenchCommand: ParsableCommand {
                 Double(r.exactInstructions) / Double(max(r.exactBlocks, 1))))
         print(f("  guest, counting off     %8.2f MB/s", r.offMBps))
         print(f("  host SHA-256 (swift-crypto) %8.1f MB/s  (%.0fx the guest)", r.hostMBps, r.hostMBps / r.offMBps))
+        print(f("  host SHA-256 block function (libcrypto SHA256_Transform, --fast-hash) %.1f MB/s", r.hostBlockMBps))
         print(f("  counting cost           %8.1f %%      target <= 5 %%: %@", r.countingCost * 100, r.countingCost <= 0.05 ? "met" : "NOT met"))
         print(f("  guest, exact + accounting %6.2f MB/s  (functions and phases: every run's default)", r.accountingMBps))
         print(f("  accounting cost         %8.1f %%      (vs exact counting alone)", r.accountingCost * 100))
@@ -110,10 +131,84 @@ struct BenchCommand: ParsableCommand {
                 r.wallWithoutAccounting * 1e3, (r.wallWithAccounting - r.wallWithoutAccounting) * 1e3))
         print(f("fuzz placements (%d runs of a campaign, small segments, %@ bytes hashed each):", p.runs,
                 HumanReport.grouped(p.bytesHashed)))
-        print(f("  1 job                   %8.0f placements/s", p.oneJob))
-        print(f("  %d jobs                  %8.0f placements/s  (%.2fx; target >= 1500/s on 2 cores: %@)", p.jobs, p.allJobs,
-                p.allJobs / p.oneJob, p.allJobs >= 1500 ? "met" : "NOT met"))
-        if fix.rows.contains(where: { !$0.identical }) { throw ExitCode(ExitStatus.unexpected) }
+        print(f("  1 job                   %8.0f placements/s  (%.0f per CPU-second: target >= 580 per core, 2x wave 1's 290: %@)",
+                p.oneJob, p.oneJobPerCPUSecond, p.oneJobPerCPUSecond >= 580 ? "met" : "NOT met"))
+        print(f("  %d jobs                  %8.0f placements/s  (%.2fx one job)", p.jobs, p.allJobs, p.allJobs / p.oneJob))
+        print(f("one placement, mean of %d, by phase (pooled engine | fresh engine, alternated):", split.reused.runs))
+        for (name, a, b) in [("load (layout, relocate, digest)", split.reused.load, split.fresh.load),
+                             ("setup (engine, maps, tables)", split.reused.setup, split.fresh.setup),
+                             ("emulation (translation + run)", split.reused.emulation, split.fresh.emulation),
+                             ("teardown (unmap | uc_close)", split.reused.teardown, split.fresh.teardown),
+                             ("results (decode, judge, account)", split.reused.results, split.fresh.results),
+                             ("other (draw, record)", split.reused.other, split.fresh.other),
+                             ("whole placement", split.reused.total, split.fresh.total),
+                             ("CPU time", split.reused.cpu, split.fresh.cpu)] {
+            print(f("  %@ %7.3f ms | %7.3f ms", name.padding(toLength: 33, withPad: " ", startingAt: 0), a * 1e3, b * 1e3))
+        }
+        if failed { throw ExitCode(ExitStatus.unexpected) }
+    }
+
+    private func printFastHash(_ fast: (rows: [FastHashBenchmark.Row], skipped: [String])) {
+        func f(_ format: String, _ args: CVarArg...) -> String { String(format: format, arguments: args) }
+        if !fast.rows.isEmpty { print("--fast-hash vs full emulation, same segments (emulation phase; whole run in brackets):") }
+        let width = fast.rows.map(\.name.count).max() ?? 0
+        for row in fast.rows {
+            let host = row.fastHash.map { "\(HumanReport.grouped($0.hostBlocks)) host / \(HumanReport.grouped($0.emulatedBlocks)) emulated blocks" } ?? ""
+            print(f("  %@  %11@ bytes  full %7.3f s  fast %7.3f s  %6.1fx (%5.1fx)  %@ %@ instructions, %@; %@",
+                    row.name.padding(toLength: width, withPad: " ", startingAt: 0), HumanReport.grouped(row.bytes),
+                    row.fullEmulation, row.fastEmulation, row.speedup, row.totalSpeedup, row.verdict.rawValue,
+                    HumanReport.grouped(row.instructions), row.identical ? "identical reports" : "REPORTS DIFFER", host))
+        }
+        for note in fast.skipped { print("  " + note) }
+    }
+
+    /// --fast-hash against full emulation: `file` on `--bytes`, Debian's newest purgatory on its
+    /// bzImage file and the initrd (raw segments), and with --fast-hash-debian the real layout.
+    private func fastHashRows(_ file: ELFFile) throws -> (rows: [FastHashBenchmark.Row], skipped: [String]) {
+        var cases = [FastHashBenchmark.Case(name: file.name == DefaultPurgatory.name ? "reference" : file.name,
+                                            scenario: throughputScenario(file))]
+        var skipped: [String] = []
+        let cache = Self.debianCache
+        let kernel = cache + "/vmlinuz", initrd = cache + "/initrd.img"
+        if FileManager.default.fileExists(atPath: kernel), FileManager.default.fileExists(atPath: initrd) {
+            let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: kernel)) ?? "vmlinuz"
+            let extracted = try Inputs.extracted(kernel)
+            cases.append(.init(name: name, scenario: try debianScenario(extracted.file)))
+            if fastHashDebian {
+                let bytes = try Inputs.read(kernel, what: "kernel segment")
+                var real = Scenario(file: extracted.file, seed: 0x64)
+                do { real.segments.bzImage = try BzImage(bytes: bytes) } catch { throw InputError("\(kernel): \(error)") }
+                real.segments.kernelName = kernel
+                real.segments.initrd = try Inputs.read(initrd, what: "initrd segment")
+                if let release = real.segments.bzImage?.kernelRelease, let version = KernelVersion(release: release) {
+                    (real.kernel, real.kernelSource) = (KernelProfile(name: "linux-\(version)", version: version), "version string of \(kernel)")
+                }
+                cases.append(.init(name: name + " as bzImage64_load", scenario: real))
+            }
+        } else {
+            skipped.append("Debian's purgatory not measured: \(kernel) or \(initrd) missing (scripts/fetch-debian-purgatories)")
+        }
+        do { return (try FastHashBenchmark(cases: cases).run(), skipped) } catch { throw InputError(error.description) }
+    }
+
+    /// The throughput scenario: the purgatory hashing one `--bytes` kernel segment at 0x70_0000_0000.
+    private func throughputScenario(_ file: ELFFile) -> Scenario {
+        var s = Scenario(file: file, seed: 0xbe_4c4)
+        s.loadAddress = 0x70_0000_0000
+        s.segments.kernelSize = Int(bytes.value)
+        s.segments.kernelMemsz = Int(bytes.value)
+        s.segments.initrdSize = 0
+        return s
+    }
+
+    /// Debian's newest kernel's purgatory hashing that kernel's bzImage file (raw) and the initrd.
+    private func debianScenario(_ purgatory: ELFFile) throws -> Scenario {
+        let cache = Self.debianCache
+        var debian = Scenario(file: purgatory, seed: 0x64)
+        debian.segments.kernel = try Inputs.read(cache + "/vmlinuz", what: "kernel segment")
+        debian.segments.kernelMemsz = debian.segments.kernel?.count  // no zero tail: the file's bytes only
+        debian.segments.initrd = try Inputs.read(cache + "/initrd.img", what: "initrd segment")
+        return debian
     }
 
     /// The store-fix A/B: `file` on `--bytes` (as the throughput scenario), and Debian's newest
@@ -122,22 +217,13 @@ struct BenchCommand: ParsableCommand {
         guard StoreFix.status == .on || StoreFix.status == .off else {
             return ([], ["store fix A/B not measured: the fix is \(StoreFix.status.rawValue)"])
         }
-        var reference = Scenario(file: file, seed: 0xbe_4c4)
-        reference.loadAddress = 0x70_0000_0000
-        reference.segments.kernelSize = Int(bytes.value)
-        reference.segments.kernelMemsz = Int(bytes.value)
-        reference.segments.initrdSize = 0
-        var cases = [StoreFixBenchmark.Case(name: file.name == DefaultPurgatory.name ? "reference" : file.name, scenario: reference)]
+        var cases = [StoreFixBenchmark.Case(name: file.name == DefaultPurgatory.name ? "reference" : file.name, scenario: throughputScenario(file))]
         var skipped: [String] = []
         let cache = Self.debianCache
         let kernel = cache + "/vmlinuz", initrd = cache + "/initrd.img"
         if FileManager.default.fileExists(atPath: kernel), FileManager.default.fileExists(atPath: initrd) {
             let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: kernel)) ?? "vmlinuz"
-            var debian = Scenario(file: try Inputs.extracted(kernel).file, seed: 0x64)
-            debian.segments.kernel = try Inputs.read(kernel, what: "kernel segment")
-            debian.segments.kernelMemsz = debian.segments.kernel?.count  // no zero tail: the file's bytes only
-            debian.segments.initrd = try Inputs.read(initrd, what: "initrd segment")
-            cases.append(.init(name: name, scenario: debian))
+            cases.append(.init(name: name, scenario: try debianScenario(try Inputs.extracted(kernel).file)))
         } else {
             skipped.append("Debian's purgatory not measured: \(kernel) or \(initrd) missing (scripts/fetch-debian-purgatories)")
         }
@@ -186,23 +272,109 @@ struct BenchJSON: Encodable {
             case onMBps = "on_mb_per_s", offMBps = "off_mb_per_s"
         }
     }
+    struct Placement: Encodable {
+        var loadMs: Double, setupMs: Double, emulationMs: Double, teardownMs: Double, resultsMs: Double, otherMs: Double
+        var totalMs: Double, cpuMs: Double
+        init(_ b: PlacementBenchmark.Breakdown) {
+            (loadMs, setupMs, emulationMs, teardownMs) = (b.load * 1e3, b.setup * 1e3, b.emulation * 1e3, b.teardown * 1e3)
+            (resultsMs, otherMs, totalMs, cpuMs) = (b.results * 1e3, b.other * 1e3, b.total * 1e3, b.cpu * 1e3)
+        }
+        enum CodingKeys: String, CodingKey {
+            case loadMs = "load_ms", setupMs = "setup_ms", emulationMs = "emulation_ms", teardownMs = "teardown_ms"
+            case resultsMs = "results_ms", otherMs = "other_ms", totalMs = "total_ms", cpuMs = "cpu_ms"
+        }
+    }
     struct Guest: Encodable {
         var bytes: UInt64, instructions: UInt64, blocks: UInt64
-        var exactMBps: Double, offMBps: Double, accountingMBps: Double, traceMBps: Double, hostMBps: Double
-        var loadMs: Double, setupMs: Double, teardownMs: Double, runMs: Double
-        var placementsOneJob: Double, placementsAllJobs: Double, jobs: Int
-        init(_ r: Benchmark.Result, _ p: PlacementBenchmark.Result) {
+        var exactMBps: Double, offMBps: Double, accountingMBps: Double, traceMBps: Double, hostMBps: Double, hostBlockMBps: Double
+        var countingCost: Double
+        var loadMs: Double, setupMs: Double, teardownMs: Double, setupTeardownMs: Double, runMs: Double
+        var placementsOneJob: Double, placementsAllJobs: Double, placementsPerCPUSecond: Double, jobs: Int
+        var placementBytes: UInt64
+        var placementPooledEngine: Placement, placementFreshEngine: Placement
+        init(_ r: Benchmark.Result, _ p: PlacementBenchmark.Result, _ split: (reused: PlacementBenchmark.Breakdown, fresh: PlacementBenchmark.Breakdown)) {
             (bytes, instructions, blocks) = (r.bytes, r.exactInstructions, r.exactBlocks)
             (exactMBps, offMBps, accountingMBps, traceMBps, hostMBps) = (r.exactMBps, r.offMBps, r.accountingMBps, r.traceMBps, r.hostMBps)
+            (hostBlockMBps, countingCost) = (r.hostBlockMBps, r.countingCost)
             (loadMs, setupMs, teardownMs, runMs) = (r.load * 1e3, r.setup * 1e3, r.teardown * 1e3, r.perRun * 1e3)
-            (placementsOneJob, placementsAllJobs, jobs) = (p.oneJob, p.allJobs, p.jobs)
+            setupTeardownMs = (r.setup + r.teardown) * 1e3
+            (placementsOneJob, placementsAllJobs, placementsPerCPUSecond, jobs) = (p.oneJob, p.allJobs, p.oneJobPerCPUSecond, p.jobs)
+            placementBytes = p.bytesHashed
+            (placementPooledEngine, placementFreshEngine) = (Placement(split.reused), Placement(split.fresh))
         }
         enum CodingKeys: String, CodingKey {
             case bytes, instructions, blocks, jobs
             case exactMBps = "exact_mb_per_s", offMBps = "counting_off_mb_per_s", accountingMBps = "accounting_mb_per_s"
-            case traceMBps = "trace_mb_per_s", hostMBps = "host_sha256_mb_per_s"
-            case loadMs = "load_ms", setupMs = "setup_ms", teardownMs = "teardown_ms", runMs = "run_ms"
+            case traceMBps = "trace_mb_per_s", hostMBps = "host_sha256_mb_per_s", hostBlockMBps = "host_sha256_block_mb_per_s"
+            case countingCost = "counting_cost"
+            case loadMs = "load_ms", setupMs = "setup_ms", teardownMs = "teardown_ms", setupTeardownMs = "setup_teardown_ms", runMs = "run_ms"
             case placementsOneJob = "placements_per_s_1_job", placementsAllJobs = "placements_per_s_all_jobs"
+            case placementsPerCPUSecond = "placements_per_cpu_second_1_job", placementBytes = "placement_bytes_hashed"
+            case placementPooledEngine = "placement_pooled_engine", placementFreshEngine = "placement_fresh_engine"
+        }
+    }
+    struct FastHashRow: Encodable {
+        var name: String, file: String, bytes: UInt64, verdict: String, instructions: UInt64
+        var fullSeconds: Double, fastSeconds: Double, speedup: Double, fullTotalSeconds: Double, fastTotalSeconds: Double, totalSpeedup: Double
+        var identical: Bool, hostBlocks: UInt64, emulatedBlocks: UInt64, instructionsPerBlock: UInt64?, fellBack: String?
+        init(_ r: FastHashBenchmark.Row) {
+            (name, file, bytes, verdict, instructions) = (r.name, r.file, r.bytes, r.verdict.rawValue, r.instructions)
+            (fullSeconds, fastSeconds, speedup) = (r.fullEmulation, r.fastEmulation, r.speedup)
+            (fullTotalSeconds, fastTotalSeconds, totalSpeedup) = (r.fullTotal, r.fastTotal, r.totalSpeedup)
+            identical = r.identical
+            (hostBlocks, emulatedBlocks) = (r.fastHash?.hostBlocks ?? 0, r.fastHash?.emulatedBlocks ?? 0)
+            (instructionsPerBlock, fellBack) = (r.fastHash?.instructionsPerBlock, r.fastHash?.fellBack)
+        }
+        enum CodingKeys: String, CodingKey {
+            case name, file, bytes, verdict, instructions, speedup, identical
+            case fullSeconds = "full_emulation_s", fastSeconds = "fast_hash_emulation_s"
+            case fullTotalSeconds = "full_total_s", fastTotalSeconds = "fast_hash_total_s", totalSpeedup = "total_speedup"
+            case hostBlocks = "host_blocks", emulatedBlocks = "emulated_blocks", instructionsPerBlock = "instructions_per_block"
+            case fellBack = "fell_back"
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name); try c.encode(file, forKey: .file); try c.encode(bytes, forKey: .bytes)
+            try c.encode(verdict, forKey: .verdict); try c.encode(instructions, forKey: .instructions)
+            try c.encode(fullSeconds, forKey: .fullSeconds); try c.encode(fastSeconds, forKey: .fastSeconds); try c.encode(speedup, forKey: .speedup)
+            try c.encode(fullTotalSeconds, forKey: .fullTotalSeconds); try c.encode(fastTotalSeconds, forKey: .fastTotalSeconds)
+            try c.encode(totalSpeedup, forKey: .totalSpeedup); try c.encode(identical, forKey: .identical)
+            try c.encode(hostBlocks, forKey: .hostBlocks); try c.encode(emulatedBlocks, forKey: .emulatedBlocks)
+            try c.encode(instructionsPerBlock, forKey: .instructionsPerBlock); try c.encode(fellBack, forKey: .fellBack)
+        }
+    }
+    /// The issue's targets, each null when this bench did not measure it.
+    struct Targets: Encodable {
+        /// Store fix: guest MB/s with the fix at least 2× without, on every case.
+        var storeFixSpeedup2x: Bool?
+        /// Exact counting costs at most 5 % of the guest's throughput.
+        var countingCost5Percent: Bool?
+        /// Placements per CPU-second with one job at least 2 × 290.
+        var placements580PerCore: Bool?
+        /// --fast-hash at least 20× faster than full emulation (emulation phase) on the bzImage64 layout, identical.
+        var fastHash20xDebian: Bool?
+        /// Every fast-hash case identical to full emulation.
+        var fastHashIdentical: Bool?
+        init(fix: [StoreFixBenchmark.Row], guest: Benchmark.Result?, placements: PlacementBenchmark.Result?, fastHash: [FastHashBenchmark.Row]) {
+            storeFixSpeedup2x = fix.isEmpty ? nil : fix.allSatisfy { $0.speedup >= 2 }
+            countingCost5Percent = guest.map { $0.countingCost <= 0.05 }
+            placements580PerCore = placements.map { $0.oneJobPerCPUSecond >= 580 }
+            let layout = fastHash.first { $0.name.hasSuffix("as bzImage64_load") }
+            fastHash20xDebian = layout.map { $0.speedup >= 20 && $0.identical }
+            fastHashIdentical = fastHash.isEmpty ? nil : fastHash.allSatisfy(\.identical)
+        }
+        enum CodingKeys: String, CodingKey {
+            case storeFixSpeedup2x = "store_fix_speedup_2x", countingCost5Percent = "counting_cost_5_percent"
+            case placements580PerCore = "placements_580_per_core", fastHash20xDebian = "fast_hash_20x_debian"
+            case fastHashIdentical = "fast_hash_identical"
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(storeFixSpeedup2x, forKey: .storeFixSpeedup2x)
+            try c.encode(countingCost5Percent, forKey: .countingCost5Percent)
+            try c.encode(placements580PerCore, forKey: .placements580PerCore)
+            try c.encode(fastHash20xDebian, forKey: .fastHash20xDebian)
+            try c.encode(fastHashIdentical, forKey: .fastHashIdentical)
         }
     }
     var unicorn: UnicornInfo
@@ -210,9 +382,13 @@ struct BenchJSON: Encodable {
     var storeFix: [StoreFixRow]
     var storeFixSkipped: [String]
     var guest: Guest?
+    var fastHash: [FastHashRow]?
+    var fastHashSkipped: [String]?
+    var targets: Targets?
 
     enum CodingKeys: String, CodingKey {
-        case unicorn, guest
+        case unicorn, guest, targets
         case storeFixCheck = "store_fix_check", storeFix = "store_fix", storeFixSkipped = "store_fix_skipped"
+        case fastHash = "fast_hash", fastHashSkipped = "fast_hash_skipped"
     }
 }

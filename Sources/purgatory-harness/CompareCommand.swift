@@ -39,6 +39,9 @@ struct CompareCommand: ParsableCommand {
     @Flag(help: "Also count with the per-instruction hook; exit 1 unless it agrees per function.")
     var crossCheck = false
 
+    @Flag(help: "Compute verified SHA-256 steps on the host (same counts and accounting; see run --help).")
+    var fastHash = false
+
     @Option(help: "Write a bar chart of the functions and phases to this SVG file.")
     var svg: String?
 
@@ -66,6 +69,7 @@ struct CompareCommand: ParsableCommand {
             s.machine = machine.options
             kernelGeneration.apply(to: &s, bzImages: bzImages)
             s.counting = crossCheck ? .crossCheck : .exact
+            s.fastHash = fastHash
             s.segments.kernelSize = Int(kernelSize.value)
             s.segments.initrdSize = Int(initrdSize.value)
             do { reports.append(try s.run()) } catch { throw InputError(error.description) }

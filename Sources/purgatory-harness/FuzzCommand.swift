@@ -72,6 +72,9 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: "Run only every n-th item starting at i (i/n), to split a campaign across CI jobs.")
     var shard: Shard?
 
+    @Flag(help: "Compute verified SHA-256 steps on the host (same verdicts and counts; see run --help).")
+    var fastHash = false
+
     @Flag(help: "Skip the bisection of failures.")
     var noShrink = false
 
@@ -98,6 +101,7 @@ struct FuzzCommand: ParsableCommand {
         if objects.isEmpty { objects = [try Inputs.purgatory(nil)] }
         var campaign = Campaign(files: objects, runs: runs, seed: seed?.value ?? UInt64.random(in: 0 ... .max))
         campaign.jobs = jobs ?? ProcessInfo.processInfo.activeProcessorCount
+        campaign.fastHash = fastHash
         campaign.loader = loading.loader
         campaign.entryRule = loading.entryRule
         campaign.abi = loading.resolvedABI

@@ -4,6 +4,16 @@ import Run
 
 /// The short report a person reads after `run`.
 enum HumanReport {
+    /// `--fast-hash` in one line: host and emulated SHA-256 blocks, and that the host's count is derived.
+    static func fastHashLine(_ f: FastHashInfo) -> String {
+        if let why = f.fellBack { return "fell back to full emulation (\(why)); every instruction emulated" }
+        guard f.hostBlocks > 0, let per = f.instructionsPerBlock else {
+            return "no block on the host" + (f.notes.first.map { " (\($0))" } ?? "") + "; every instruction emulated"
+        }
+        return "\(grouped(f.hostBlocks)) SHA-256 blocks on the host, \(grouped(f.emulatedBlocks)) emulated; "
+            + "\(grouped(f.derivedInstructions)) instructions derived (\(grouped(per)) per block, as the emulated steps showed), not emulated"
+    }
+
     static func render(_ r: RunReport) -> String {
         var lines = ["purgatory-harness run \(r.file)"]
         func row(_ key: String, _ value: String) { lines.append("  " + key.padding(toLength: 13, withPad: " ", startingAt: 0) + value) }
@@ -50,10 +60,11 @@ enum HumanReport {
             count += ", \(grouped(r.bytesHashed)) bytes hashed"
             if let ipb = r.instructionsPerByte { count += String(format: ", %.2f instructions/byte", ipb) }
             row("instructions", count)
+            if let f = r.fastHash { row("fast-hash", fastHashLine(f)) }
             if let a = r.accounting { lines += accountingRows(a, total: r.instructions) }
             let t = r.timings
-            var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f",
-                              t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3)
+            var time = String(format: "%.2f ms: load %.2f, setup %.2f, emulation %.2f, teardown %.2f, results %.2f",
+                              t.total * 1e3, t.load * 1e3, t.setup * 1e3, t.emulation * 1e3, t.teardown * 1e3, t.results * 1e3)
             if let mbps = r.megabytesPerSecond { time += String(format: " (%.1f MB/s hashed)", mbps) }
             row("time", time)
         }

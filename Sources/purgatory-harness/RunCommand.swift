@@ -79,6 +79,13 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Also count with a per-instruction hook and fail unless both counts agree.")
     var crossCheck = false
 
+    @Flag(help: ArgumentHelp("Compute verified SHA-256 steps on the host: same verdict and instruction count, much faster on large segments.",
+                             discussion: "The hashing loop's steps are proven in emulation first, one in every --check-every stays emulated and is compared, and any difference repeats the run in full emulation (docs/performance.md)."))
+    var fastHash = false
+
+    @Option(help: ArgumentHelp("With --fast-hash: one step in every N stays emulated and is compared.", valueName: "N"))
+    var checkEvery = 256
+
     @Option(help: "The verdict that counts as success (default: verified, or rejected-digest with --tamper).")
     var expect: Verdict?
 
@@ -103,6 +110,7 @@ struct RunCommand: ParsableCommand {
         try TraceFile.validate(limit: traceLimit)
         if imaRewrite && imaSegment == nil { throw ValidationError("--ima-rewrite needs --ima-segment SIZE") }
         if let size = imaSegment?.value, size == 0 || size > 256 << 20 { throw ValidationError("--ima-segment must be 1 byte to 256M") }
+        guard checkEvery >= 2 else { throw ValidationError("--check-every must be at least 2") }
     }
 
     func run() throws {
@@ -127,6 +135,8 @@ struct RunCommand: ParsableCommand {
         scenario.tamper = tamper
         scenario.budget = budget?.value
         scenario.counting = crossCheck ? .crossCheck : .exact
+        scenario.fastHash = fastHash
+        scenario.fastHashCheckEvery = checkEvery
         scenario.segments.commandLine = cmdline
         scenario.segments.kernelSize = Int(kernelSize.value)
         scenario.segments.initrdSize = Int(initrdSize.value)

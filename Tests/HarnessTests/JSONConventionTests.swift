@@ -87,6 +87,7 @@ import Testing
             ("run", ["run", "--seed", "1", "--json", "--tamper", "--cross-check", "--ima-segment", "4K", "--ima-rewrite", "--kernel-profile", "6.16"]),
             ("run", ["run", ud2, "--seed", "1", "--json", "--kernel-profile", "linux-6.16", "--early-serial", "0x3f8"]),
             ("run", ["run", kernelModel, "--load-address", "0x80000000", "--json"]),
+            ("run", ["run", "--seed", "1", "--json", "--fast-hash", "--kernel-size", "1M"]),
             ("run", ["run", "--load-address", "0x17f7affd000", "--json"]),
             ("check", ["check", kernelModel, "--runs", "20", "--json", "--svg", dir + "/c.svg"]),
             ("inspect", ["inspect", kernelModel, "--json"]),
