@@ -18,8 +18,9 @@ final class ShadowEngine {
         var err = uc_open(UC_ARCH_X86, UC_MODE_64, &handle)
         guard err == UC_ERR_OK, let handle else { throw MachineError(operation: "uc_open (fast-forward)", reason: LongModeMachine.text(err)) }
         engine = handle
+        let mapped = zip(machine.regions, machine.backing).map { HostRegion(start: $0.start, end: $0.end, base: $1.pointer) }
         state = .allocate(capacity: 1)
-        state.initialize(to: ShadowState())
+        state.initialize(to: ShadowState(regions: mapped))
         var mine: OpaquePointer?, theirs: OpaquePointer?
         err = uc_context_alloc(handle, &mine)
         let err2 = uc_context_alloc(machine.engine, &theirs)
@@ -31,10 +32,6 @@ final class ShadowEngine {
         }
         context = mine
         mainContext = theirs
-        let mapped = zip(machine.regions, machine.backing).map { HostRegion(start: $0.start, end: $0.end, base: $1.pointer) }
-        state.pointee.regions = .allocate(capacity: max(mapped.count, 1))
-        state.pointee.regions.initialize(from: mapped, count: mapped.count)
-        state.pointee.regionCount = mapped.count
         do throws(MachineError) {
             for (region, backing) in zip(machine.regions, machine.backing) {
                 let err = uc_mem_map_ptr(engine, region.start, backing.size, UInt32(UC_PROT_ALL.rawValue), backing.pointer)
@@ -174,9 +171,16 @@ struct HostRegion {
 
 /// The shadow engine's hook state (behind a raw pointer, like `TraceState`).
 struct ShadowState {
-    var regions = UnsafeMutablePointer<HostRegion>.allocate(capacity: 1)
-    var regionCount = 0
+    /// Owned: `release` frees it.
+    let regions: UnsafeMutablePointer<HostRegion>
+    let regionCount: Int
     var lastRegion = 0
+
+    init(regions mapped: [HostRegion]) {
+        regions = .allocate(capacity: max(mapped.count, 1))
+        regions.initialize(from: mapped, count: mapped.count)
+        regionCount = mapped.count
+    }
 
     /// Host memory for guest bytes [address, address + count) within one region.
     mutating func host(_ address: UInt64, _ count: Int) -> UnsafeMutableRawPointer? {

@@ -1,16 +1,19 @@
 import Machine
 
+/// One scenario a side-by-side benchmark runs both ways (store fix on/off, --fast-hash or not).
+public struct BenchmarkCase: Sendable {
+    public var name: String
+    public var scenario: Scenario
+    public init(name: String, scenario: Scenario) {
+        self.name = name
+        self.scenario = scenario
+    }
+}
+
 /// `--fast-hash` against full emulation on the same scenarios, in one process: the two runs of
 /// each case alternate, and their reports must agree on everything but time.
 public struct FastHashBenchmark: Sendable {
-    public struct Case: Sendable {
-        public var name: String
-        public var scenario: Scenario
-        public init(name: String, scenario: Scenario) {
-            self.name = name
-            self.scenario = scenario
-        }
-    }
+    public typealias Case = BenchmarkCase
 
     public var cases: [Case]
     /// Pairs per case; the fastest of each side is kept.

@@ -4,14 +4,7 @@ import Machine
 /// so the ratio means something on a noisy machine. Each case is an ordinary run (exact
 /// counting and accounting, every run's default); the switch is restored afterwards.
 public struct StoreFixBenchmark: Sendable {
-    public struct Case: Sendable {
-        public var name: String
-        public var scenario: Scenario
-        public init(name: String, scenario: Scenario) {
-            self.name = name
-            self.scenario = scenario
-        }
-    }
+    public typealias Case = BenchmarkCase
 
     public var cases: [Case]
     /// On/off pairs per case; the fastest emulation of each side is kept.

@@ -165,30 +165,38 @@ struct BenchCommand: ParsableCommand {
     /// --fast-hash against full emulation: `file` on `--bytes`, Debian's newest purgatory on its
     /// bzImage file and the initrd (raw segments), and with --fast-hash-debian the real layout.
     private func fastHashRows(_ file: ELFFile) throws -> (rows: [FastHashBenchmark.Row], skipped: [String]) {
-        var cases = [FastHashBenchmark.Case(name: file.name == DefaultPurgatory.name ? "reference" : file.name,
-                                            scenario: throughputScenario(file))]
-        var skipped: [String] = []
-        let cache = Self.debianCache
-        let kernel = cache + "/vmlinuz", initrd = cache + "/initrd.img"
-        if FileManager.default.fileExists(atPath: kernel), FileManager.default.fileExists(atPath: initrd) {
+        let common = try commonCases(file)
+        var cases = common.cases
+        let skipped = common.skipped
+        let kernel = Self.debianCache + "/vmlinuz", initrd = Self.debianCache + "/initrd.img"
+        if fastHashDebian, skipped.isEmpty {
             let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: kernel)) ?? "vmlinuz"
             let extracted = try Inputs.extracted(kernel)
-            cases.append(.init(name: name, scenario: try debianScenario(extracted.file)))
-            if fastHashDebian {
-                let bytes = try Inputs.read(kernel, what: "kernel segment")
-                var real = Scenario(file: extracted.file, seed: 0x64)
-                do { real.segments.bzImage = try BzImage(bytes: bytes) } catch { throw InputError("\(kernel): \(error)") }
-                real.segments.kernelName = kernel
-                real.segments.initrd = try Inputs.read(initrd, what: "initrd segment")
-                if let release = real.segments.bzImage?.kernelRelease, let version = KernelVersion(release: release) {
-                    (real.kernel, real.kernelSource) = (KernelProfile(name: "linux-\(version)", version: version), "version string of \(kernel)")
-                }
-                cases.append(.init(name: name + " as bzImage64_load", scenario: real))
+            let bytes = try Inputs.read(kernel, what: "kernel segment")
+            var real = Scenario(file: extracted.file, seed: 0x64)
+            do { real.segments.bzImage = try BzImage(bytes: bytes) } catch { throw InputError("\(kernel): \(error)") }
+            real.segments.kernelName = kernel
+            real.segments.initrd = try Inputs.read(initrd, what: "initrd segment")
+            if let release = real.segments.bzImage?.kernelRelease, let version = KernelVersion(release: release) {
+                (real.kernel, real.kernelSource) = (KernelProfile(name: "linux-\(version)", version: version), "version string of \(kernel)")
             }
-        } else {
-            skipped.append("Debian's purgatory not measured: \(kernel) or \(initrd) missing (scripts/fetch-debian-purgatories)")
+            cases.append(.init(name: name + " as bzImage64_load", scenario: real))
         }
         do { return (try FastHashBenchmark(cases: cases).run(), skipped) } catch { throw InputError(error.description) }
+    }
+
+    /// The cases both side-by-side benchmarks run: `file` on `--bytes` (the throughput scenario), and
+    /// Debian's newest kernel's purgatory on that kernel's bzImage file (raw) and the busybox initrd,
+    /// when cached (else a note saying why not).
+    private func commonCases(_ file: ELFFile) throws -> (cases: [BenchmarkCase], skipped: [String]) {
+        var cases = [BenchmarkCase(name: file.name == DefaultPurgatory.name ? "reference" : file.name, scenario: throughputScenario(file))]
+        let kernel = Self.debianCache + "/vmlinuz", initrd = Self.debianCache + "/initrd.img"
+        guard FileManager.default.fileExists(atPath: kernel), FileManager.default.fileExists(atPath: initrd) else {
+            return (cases, ["Debian's purgatory not measured: \(kernel) or \(initrd) missing (scripts/fetch-debian-purgatories)"])
+        }
+        let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: kernel)) ?? "vmlinuz"
+        cases.append(.init(name: name, scenario: try debianScenario(try Inputs.extracted(kernel).file)))
+        return (cases, [])
     }
 
     /// The throughput scenario: the purgatory hashing one `--bytes` kernel segment at 0x70_0000_0000.
@@ -217,16 +225,7 @@ struct BenchCommand: ParsableCommand {
         guard StoreFix.status == .on || StoreFix.status == .off else {
             return ([], ["store fix A/B not measured: the fix is \(StoreFix.status.rawValue)"])
         }
-        var cases = [StoreFixBenchmark.Case(name: file.name == DefaultPurgatory.name ? "reference" : file.name, scenario: throughputScenario(file))]
-        var skipped: [String] = []
-        let cache = Self.debianCache
-        let kernel = cache + "/vmlinuz", initrd = cache + "/initrd.img"
-        if FileManager.default.fileExists(atPath: kernel), FileManager.default.fileExists(atPath: initrd) {
-            let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: kernel)) ?? "vmlinuz"
-            cases.append(.init(name: name, scenario: try debianScenario(try Inputs.extracted(kernel).file)))
-        } else {
-            skipped.append("Debian's purgatory not measured: \(kernel) or \(initrd) missing (scripts/fetch-debian-purgatories)")
-        }
+        let (cases, skipped) = try commonCases(file)
         var ab = StoreFixBenchmark(cases: cases)
         ab.repeats = storeFixRepeats
         do { return (try ab.run(), skipped) } catch { throw InputError(error.description) }
