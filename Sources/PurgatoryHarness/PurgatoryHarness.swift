@@ -144,10 +144,8 @@ public struct Purgatory: Sendable {
             var inspection = try Inspector(file: object, kind: options.loader, entryRule: kernel.entryRule).inspect(at: address)
             inspection.container = provenance
             return inspection
-        } catch let error as ELFError {
-            throw HarnessFailure(error, file: name)
         } catch {
-            throw HarnessFailure(file: name, line: "\(name): \(error)")
+            throw HarnessFailure(error, file: name)
         }
     }
 

@@ -16,7 +16,7 @@ import Testing
         process.executableURL = Fixtures.executable
         process.arguments = arguments
         let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("ph-err-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        try #require(FileManager.default.createFile(atPath: errPath, contents: nil))
         defer { try? FileManager.default.removeItem(atPath: errPath) }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: errPath)
@@ -46,7 +46,7 @@ import Testing
         var files: [String] = []
         func add(_ name: String, _ bytes: [UInt8]) {
             let path = dir + "/" + name
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "\(path)")
             files.append(path)
         }
         let container = [UInt8](FileManager.default.contents(atPath: Fixtures.containersPath + "/vmlinux-like.stripped") ?? Data())
@@ -96,7 +96,7 @@ import Testing
         let directory = dir + "/directory"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let sparse = dir + "/sparse-2g"
-        FileManager.default.createFile(atPath: sparse, contents: nil)
+        try #require(FileManager.default.createFile(atPath: sparse, contents: nil))
         truncate(sparse, 2 << 30)
         files += [fifo, directory, sparse, "/dev/zero", "/proc/self/pagemap"]
         return (dir, files)
@@ -154,7 +154,7 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ph-out-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: dir + "/target", contents: Data("old".utf8), attributes: [.posixPermissions: 0o600])
+        try #require(FileManager.default.createFile(atPath: dir + "/target", contents: Data("old".utf8), attributes: [.posixPermissions: 0o600]))
         try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: "target")
         let out = try Fixtures.harness(["run", "--seed", "1", "--trace", dir + "/link"])
         #expect(out.status == 0)

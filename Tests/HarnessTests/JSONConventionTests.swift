@@ -70,7 +70,10 @@ import Testing
 
     static func output(_ arguments: [String]) throws -> Any {
         let out = try Fixtures.harness(arguments)
-        return try #require(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)), "\(arguments): \(out.stderr)")
+        do { return try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) } catch {
+            Issue.record("\(arguments): not JSON (\(error)): \(out.stderr)")
+            throw error
+        }
     }
 
     @Test func everyCommandPrintsExactlyTheDocumentedKeys() throws {
